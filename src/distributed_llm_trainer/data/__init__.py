@@ -1,0 +1,1 @@
+"""Data: sources, tokenizers, preprocessing, token cache, sampling and loaders."""
