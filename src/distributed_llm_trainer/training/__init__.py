@@ -1,1 +1,1 @@
-"""training package."""
+"""Training: LightningModule, optimizer and schedule, budget, Trainer assembly, checkpoints, run directory."""

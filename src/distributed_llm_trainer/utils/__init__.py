@@ -1,1 +1,1 @@
-"""utils package."""
+"""Small shared helpers, one job per module: seeding, threads, files, environment."""

@@ -1,0 +1,98 @@
+"""Training metrics at the logging interval: loss, LR, grad norm, tokens, throughput, MFU, data wait, memory.
+
+Everything per step is a cheap clock read; device values are read once per interval (one host sync).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+from .hardware import device_memory, peak_flops_per_device
+
+
+class TrainMetrics(L.Callback):
+    def __init__(self, interval: int, tokens_per_step: int, flops_per_token: float, world_size: int,
+                 peak_flops: float | None = None) -> None:
+        self.interval = interval
+        self.tokens_per_step = tokens_per_step
+        self.flops_per_token = flops_per_token
+        self.world_size = world_size
+        self.peak_flops_override = peak_flops
+        self.history: list[dict[str, float]] = []  # every logged training row, for the summary and console
+        self.val_history: list[dict[str, float]] = []
+        self._reset_window()
+        self._last_batch_end: float | None = None
+        self.total_train_time = 0.0
+        self.first_step: int | None = None
+
+    def _reset_window(self) -> None:
+        self._t0 = time.perf_counter()
+        self._data_wait = 0.0
+        self._steps_in_window = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.peak_flops = self.peak_flops_override or peak_flops_per_device(pl_module.device)
+        self.first_step = trainer.global_step
+        self._reset_window()
+        self._last_batch_end = None
+        self._last_step = trainer.global_step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_batch_end is not None:  # time between batches: fetching the next batch (+ loop overhead)
+            self._data_wait += now - self._last_batch_end
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._paused_at = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        val = trainer.callback_metrics.get("val/loss")
+        if val is not None and not trainer.sanity_checking:
+            step = trainer.global_step
+            self.val_history.append({"step": float(step), "tokens": float(step * self.tokens_per_step),
+                                     "val/loss": float(val)})
+        # Evaluation time is not training time: shift the window start past it.
+        paused = time.perf_counter() - self._paused_at
+        self._t0 += paused
+        self._last_batch_end = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if step != self._last_step:  # an optimizer step happened in this batch
+            self._steps_in_window += step - self._last_step
+            self._last_step = step
+            if step % self.interval == 0 or step >= (trainer.max_steps or 0):
+                self._log(trainer, pl_module, step)
+        self._last_batch_end = time.perf_counter()
+
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        self.total_train_time += elapsed
+        row: dict[str, float] = dict(pl_module.pop_train_stats())
+        steps = max(self._steps_in_window, 1)
+        tokens_per_s = self.tokens_per_step * steps / elapsed
+        row.update({
+            "train/lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "train/tokens_seen": float(step * self.tokens_per_step),
+            "perf/tokens_per_s": tokens_per_s,
+            "perf/tokens_per_s_per_device": tokens_per_s / self.world_size,
+            "perf/step_time_s": elapsed / steps,
+            "perf/data_wait_share": min(1.0, self._data_wait / elapsed),
+        })
+        if self.peak_flops:
+            row["perf/mfu"] = self.flops_per_token * tokens_per_s / (self.peak_flops * self.world_size)
+        row.update(device_memory(pl_module.device))
+        row = {k: v for k, v in row.items() if v is not None}
+        row["step"] = float(step)
+        self.history.append(row)
+        for logger in trainer.loggers:
+            logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=step)
+        self._reset_window()

@@ -1,0 +1,50 @@
+"""Fault injection for resilience checks (``scripts/check_resume.py`` and tests), driven by environment variables.
+
+DLT_FAULT_KILL_AT_STEP=N     SIGKILL this process right after optimizer step N (no clean-up, like a crash)
+DLT_FAULT_NAN_AT_STEPS=a,b   make every gradient NaN at those steps (the update must be skipped)
+DLT_FAULT_SPIKE_AT_STEPS=a,b replace that step's targets with random tokens (a loss spike from bad data)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import lightning as L
+import torch
+
+
+def _steps(var: str) -> set[int]:
+    raw = os.environ.get(var, "")
+    return {int(s) for s in raw.split(",") if s.strip()}
+
+
+class FaultInjector(L.Callback):
+    def __init__(self) -> None:
+        kill = os.environ.get("DLT_FAULT_KILL_AT_STEP")
+        self.kill_at = int(kill) if kill else None
+        self.nan_at = _steps("DLT_FAULT_NAN_AT_STEPS")
+        self.spike_at = _steps("DLT_FAULT_SPIKE_AT_STEPS")
+
+    @staticmethod
+    def active() -> bool:
+        return any(os.environ.get(v) for v in ("DLT_FAULT_KILL_AT_STEP", "DLT_FAULT_NAN_AT_STEPS",
+                                               "DLT_FAULT_SPIKE_AT_STEPS"))
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        # global_step counts finished optimizer steps, so the step being computed is global_step + 1.
+        if trainer.global_step + 1 in self.spike_at:
+            gen = torch.Generator().manual_seed(trainer.global_step)
+            noise = torch.randint(0, pl_module.vocab_size, batch["targets"].shape, generator=gen)
+            batch["targets"].copy_(noise.to(batch["targets"].device))
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step + 1 in self.nan_at:
+            for p in pl_module.parameters():
+                if p.grad is not None:
+                    p.grad.fill_(float("nan"))
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.kill_at is not None and trainer.global_step >= self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,115 @@
+"""End of a run (rank 0): HF export with a parity check, a generated sample, summary.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..model.interop import export_hf, export_parity
+from ..monitoring.hardware import peak_memory_bytes
+from ..utils.fs import atomic_write_json
+from .checkpoint_io import CorruptCheckpoint, load_checkpoint_file
+from .module import LMModule
+
+
+class ExportParityError(RuntimeError):
+    """The exported transformers model does not reproduce our logits."""
+
+
+def best_checkpoint(trainer: L.Trainer) -> Path | None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(cb, ModelCheckpoint) and cb.monitor == "val/loss" and cb.best_model_path:
+            return Path(cb.best_model_path)
+    return None
+
+
+def load_weights(module: LMModule, ckpt: Path) -> None:
+    state = load_checkpoint_file(ckpt)["state_dict"]
+    module.load_state_dict(state)
+
+
+def parity_batch(val_tokens: np.ndarray, seq_len: int, rows: int = 2) -> torch.Tensor:
+    """A few validation windows (B, T) for the export check."""
+    n = min(rows, max(1, (len(val_tokens) - 1) // seq_len))
+    ids = np.asarray(val_tokens[: n * seq_len], dtype=np.int64).reshape(n, -1)
+    return torch.from_numpy(ids)
+
+
+def export(module: LMModule, trainer: L.Trainer, hf_dir: Path, tokenizer: Any, val_tokens: np.ndarray
+           ) -> dict[str, Any]:
+    cfg = module.cfg
+    source = "final"
+    best = best_checkpoint(trainer)
+    if cfg.checkpoint.export_best and best is not None and best.is_file():
+        try:
+            load_weights(module, best)
+            source = "best"
+        except CorruptCheckpoint as e:
+            print(f"warning: exporting final weights: {e}")
+    model = module.model.float().cpu().eval()
+    export_hf(model, hf_dir, tokenizer=tokenizer)
+    seq_len = min(cfg.data.seq_len, model.args.max_position_embeddings)
+    diff = export_parity(model, hf_dir, parity_batch(val_tokens, seq_len))
+    if not diff <= cfg.checkpoint.parity_tolerance:
+        raise ExportParityError(
+            f"exported model in {hf_dir} differs from ours by {diff:.3g} in logits "
+            f"(tolerance {cfg.checkpoint.parity_tolerance}); the export is wrong, do not use it"
+        )
+    return {"export_weights": source, "export_parity_max_abs_diff": diff}
+
+
+def sample_text(module: LMModule, tokenizer: Any, prompt: str, max_new_tokens: int, seed: int) -> str:
+    model = module.model
+    model.eval()
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(module.device)
+    if ids.numel() == 0:
+        ids = torch.tensor([[tokenizer.eos_token_id]], device=module.device)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    state = torch.get_rng_state()
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=max_new_tokens, temperature=0.8, top_k=50,
+                             eos_token_id=tokenizer.eos_token_id)
+    torch.set_rng_state(state)
+    return tokenizer.decode(out[0].tolist(), skip_special_tokens=True)
+
+
+def write_summary(path: Path, *, module: LMModule, trainer: L.Trainer, history: list[dict[str, float]],
+                  val_history: list[dict[str, float]], started: float, train_time: float, tokens_per_step: int,
+                  first_step: int, extra: dict[str, Any]) -> dict[str, Any]:
+    train_losses = [r["train/loss"] for r in history if "train/loss" in r]
+    vals = [r["val/loss"] for r in val_history]
+    if module.initial_val_loss is not None:
+        vals = [module.initial_val_loss, *vals]
+    steps = trainer.global_step
+    tokens_this_session = (steps - first_step) * tokens_per_step
+    summary = {
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "final_val_loss": module.last_val_loss,
+        "best_val_loss": min(vals) if vals else None,
+        "initial_val_loss": module.initial_val_loss,
+        "steps": steps,
+        "tokens_seen": steps * tokens_per_step,
+        "tokens_per_s": tokens_this_session / train_time if train_time > 0 else None,
+        "wall_time_s": time.time() - started,
+        "train_time_s": train_time,
+        "peak_memory_bytes": peak_memory_bytes(module.device),
+        "vocab_size": module.vocab_size,
+        "num_parameters": module.model.num_parameters(),
+        "flops_per_token": module.model.flops_per_token(module.cfg.data.seq_len),
+        **extra,
+    }
+    atomic_write_json(path, summary)
+    return summary
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "summary.json").read_text())

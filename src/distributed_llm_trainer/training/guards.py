@@ -1,0 +1,116 @@
+"""Run guards: graceful preemption (SIGTERM/SIGUSR1), loss-spike and bad-step rollback requests.
+
+Preemption: the signal only sets a flag; at the next optimizer-step boundary the run saves ``last.ckpt`` and
+stops cleanly (under SLURM with auto-requeue, Lightning's own SIGUSR1 handler saves and requeues instead).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+
+class RollbackRequest(Exception):
+    """Raised inside fit to restart from the last good checkpoint, skipping the offending data."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(f"step {step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+class Preemption(L.Callback):
+    def __init__(self, ckpt_dir: Path, interval: int) -> None:
+        self.ckpt_dir = ckpt_dir
+        self.interval = interval
+        self.requested: str | None = None
+        self._last_step = 0
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Call before ``trainer.fit`` so Lightning keeps our SIGTERM handler (it only adds one if none is set)."""
+        sigs = [signal.SIGTERM]
+        under_slurm = bool(os.environ.get("SLURM_JOB_ID"))
+        if not under_slurm and hasattr(signal, "SIGUSR1"):
+            sigs.append(signal.SIGUSR1)
+        for sig in sigs:
+            self._previous[sig] = signal.signal(sig, self._handler)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        stepped = trainer.global_step != self._last_step  # an optimizer-step boundary (not mid-accumulation)
+        self._last_step = trainer.global_step
+        if not stepped:
+            return
+        if trainer.world_size > 1:
+            # Ranks must agree before the collective save; checked at the logging interval (a host sync).
+            if trainer.global_step % self.interval:
+                return
+            if not trainer.strategy.reduce_boolean_decision(self.requested is not None, all=False):
+                return
+            self.requested = self.requested or "SIGTERM"
+        elif self.requested is None:
+            return
+        if trainer.is_global_zero:
+            print(f"{self.requested} received: saving a checkpoint at step {trainer.global_step} and stopping",
+                  flush=True)
+        trainer.save_checkpoint(self.ckpt_dir / "last.ckpt", weights_only=False)
+        pl_module.preempted = self.requested  # type: ignore[attr-defined]
+        trainer.should_stop = True
+        self.requested = None
+
+
+class SpikeGuard(L.Callback):
+    """Request a rollback after ``max_bad`` consecutive skipped steps (checked at the logging interval) or, when
+    ``spike_factor`` is set, when a step's loss exceeds that multiple of its running mean (one sync per step)."""
+
+    def __init__(self, max_bad: int, spike_factor: float | None, interval: int, warmup: int = 20,
+                 decay: float = 0.98) -> None:
+        self.max_bad = max_bad
+        self.spike_factor = spike_factor
+        self.interval = interval
+        self.warmup = warmup  # steps before spike detection starts (early loss falls fast)
+        self.decay = decay
+        self.mean: float | None = None
+        self.seen = 0
+        self._last_step = -1
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+                           ) -> None:
+        step = trainer.global_step
+        if step == self._last_step:
+            return  # still accumulating
+        self._last_step = step
+        consecutive = pl_module._consecutive_bad
+        if consecutive is not None and (self.spike_factor is not None or step % self.interval == 0):
+            if consecutive.item() >= self.max_bad:
+                raise RollbackRequest(step, f"{int(consecutive.item())} consecutive non-finite steps")
+        if self.spike_factor is None or outputs is None:
+            return
+        loss = float(outputs["loss"].detach()) if isinstance(outputs, dict) else float(outputs.detach())
+        if loss != loss:  # NaN: counted as a skipped step by the module
+            return
+        self.seen += 1
+        if self.mean is not None and self.seen > self.warmup and loss > self.spike_factor * self.mean:
+            raise RollbackRequest(step, f"loss {loss:.4f} > {self.spike_factor} x running mean {self.mean:.4f}")
+        self.mean = loss if self.mean is None else self.decay * self.mean + (1 - self.decay) * loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean, self.seen = state.get("mean"), state.get("seen", 0)

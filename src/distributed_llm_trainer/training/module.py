@@ -1,0 +1,181 @@
+"""The LightningModule: forward/loss, optimizer + schedule, clipping with non-finite step skipping, eval, RNG state.
+
+Lightning owns the loop (accumulation, precision, zero_grad/step, checkpoints). Per-step values stay on the
+device as tensors; they are read (one host sync) only at the logging interval by the monitoring callback.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from ..config.schema import Config
+from ..model.builder import build_model
+from ..model.compile import maybe_compile
+from ..utils.seed import rng_state, set_rng_state
+from .budget import Budget
+from .optim import build_optimizer
+from .schedule import WarmupCosine
+
+CHECKPOINT_KEY = "distributed_llm_trainer"
+CHECKPOINT_FORMAT = 1
+
+
+class LMModule(L.LightningModule):
+    def __init__(self, config: dict[str, Any], vocab_size: int, budget: dict[str, Any],
+                 tokenizer_fingerprint: str = "") -> None:
+        super().__init__()
+        # Plain data only: hyper-parameters land in checkpoints loaded with weights_only=True and in the loggers.
+        self.save_hyperparameters()
+        self.cfg = Config.model_validate(config)
+        self.budget = Budget(**budget)
+        self.vocab_size = vocab_size
+        self.tokenizer_fingerprint = tokenizer_fingerprint
+        torch.manual_seed(self.cfg.run.seed)  # identical init on every rank and on resume
+        self.model = build_model(self.cfg.model, vocab_size, self.cfg.data.seq_len)
+        # The compiled callable lives outside _modules so state_dict keys stay "model.*".
+        self.__dict__["_fwd"] = self.model
+        self._configured = False
+        self._pending_rng: dict[str, Any] | None = None
+        self.initial_val_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self._reset_train_stats()
+
+    # ---- model set-up ------------------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self._configured:
+            return
+        self._configured = True
+        from .parallel import apply_fsdp  # FSDP2 per-block sharding when the strategy provides a device mesh
+
+        apply_fsdp(self)
+        compiled = maybe_compile(self.model, self.cfg.model, self.device.type)
+        self.__dict__["_fwd"] = compiled
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self._fwd(input_ids, targets, attention_mask)
+
+    # ---- training ----------------------------------------------------------------------------------------------
+    def _reset_train_stats(self) -> None:
+        self._loss_sum: torch.Tensor | None = None  # sum of micro-batch losses since the last log
+        self._loss_count = 0
+        self._grad_norm: torch.Tensor | None = None
+        self._skipped: torch.Tensor | None = None  # skipped (non-finite) optimizer steps since the last log
+        self._consecutive_bad: torch.Tensor | None = None
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self._pending_rng is not None:  # restore RNG exactly where the saved run was, after loader set-up
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
+        loss = self(batch["input_ids"], batch["targets"], batch.get("attention_mask"))
+        detached = loss.detach()
+        self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
+        self._loss_count += 1
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        max_norm = self.cfg.training.grad_clip or float("inf")
+        params = [p for p in self.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, error_if_nonfinite=False, foreach=True)
+        if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
+            norm = norm.full_tensor()
+        self._grad_norm = norm.detach()
+        bad = (~torch.isfinite(norm)).float()
+        if self.cfg.training.skip_nonfinite:
+            # Fused AdamW skips the whole update on-device when found_inf is 1: no host sync per step.
+            optimizer.found_inf = bad  # type: ignore[attr-defined]
+        self._skipped = bad if self._skipped is None else self._skipped + bad
+        prev = self._consecutive_bad if self._consecutive_bad is not None else torch.zeros_like(bad)
+        self._consecutive_bad = (prev + 1) * bad
+
+    def pop_train_stats(self) -> dict[str, float]:
+        """Mean loss, last grad norm and skip counts since the last call (one host sync)."""
+        out: dict[str, float] = {}
+        if self._loss_sum is not None and self._loss_count:
+            out["train/loss"] = (self._loss_sum / self._loss_count).item()
+        if self._grad_norm is not None:
+            out["train/grad_norm"] = self._grad_norm.item()
+        if self._skipped is not None:
+            out["train/skipped_steps"] = self._skipped.item()
+            out["train/consecutive_bad_steps"] = self._consecutive_bad.item()  # type: ignore[union-attr]
+        consecutive = self._consecutive_bad
+        self._reset_train_stats()
+        self._consecutive_bad = consecutive
+        return out
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        t = self.cfg.training
+        optimizer = build_optimizer(self.model, t, self.device.type)
+        decay = t.lr_decay_steps or self.budget.max_steps
+        schedule = WarmupCosine(t.learning_rate, t.min_lr, t.warmup_steps, decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # ---- evaluation --------------------------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        if self.trainer.global_step == 0 and self.initial_val_loss is None:
+            # Baseline before any update, so the run shows how far validation loss fell.
+            self.initial_val_loss = self.evaluate_now()
+            for logger in self.loggers:
+                logger.log_metrics({"val/loss": self.initial_val_loss,
+                                    "val/ppl": math.exp(min(self.initial_val_loss, 50.0))}, step=0)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum = torch.zeros((), device=self.device)
+        self._val_count = torch.zeros((), device=self.device)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss = self(batch["input_ids"], batch["targets"], batch.get("attention_mask"))
+        self._val_sum += loss.detach().float()
+        self._val_count += 1
+
+    def on_validation_epoch_end(self) -> None:
+        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
+        count = self.trainer.strategy.reduce(self._val_count, reduce_op="sum")
+        val = (total / count.clamp(min=1)).item()
+        self.last_val_loss = val
+        ppl = math.exp(min(val, 50.0))
+        # callback_metrics (for the best-checkpoint monitor) via self.log; the loggers get the optimizer step.
+        self.log("val/loss", val, logger=False)
+        self.log("val/ppl", ppl, logger=False)
+        if not self.trainer.sanity_checking:
+            for logger in self.loggers:
+                logger.log_metrics({"val/loss": val, "val/ppl": ppl}, step=self.trainer.global_step)
+
+    def evaluate_now(self) -> float:
+        """Validation loss on up to ``eval_steps`` batches outside the loop (the step-0 baseline)."""
+        loader = self.trainer.datamodule.val_dataloader()
+        was_training = self.training
+        self.eval()
+        total = torch.zeros((), device=self.device)
+        count = torch.zeros((), device=self.device)
+        with torch.no_grad(), self.trainer.precision_plugin.forward_context():
+            for i, batch in enumerate(loader):
+                if i >= self.cfg.training.eval_steps:
+                    break
+                batch = self.trainer.strategy.batch_to_device(batch)
+                total += self(batch["input_ids"], batch["targets"], batch.get("attention_mask")).float()
+                count += 1
+        self.train(was_training)
+        total = self.trainer.strategy.reduce(total, reduce_op="sum")
+        count = self.trainer.strategy.reduce(count, reduce_op="sum")
+        return (total / count.clamp(min=1)).item()
+
+    # ---- checkpoints -------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "format": CHECKPOINT_FORMAT,
+            "rng": rng_state(),
+            "tokenizer_fingerprint": self.tokenizer_fingerprint,
+            "vocab_size": self.vocab_size,
+            "initial_val_loss": self.initial_val_loss,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        ours = checkpoint.get(CHECKPOINT_KEY, {})
+        self._pending_rng = ours.get("rng")
+        self.initial_val_loss = ours.get("initial_val_loss")

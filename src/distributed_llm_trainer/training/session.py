@@ -1,0 +1,173 @@
+"""A training session: prepare data and the run dir, fit (rolling back on divergence), then finish on rank 0."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..config.schema import Config
+from ..errors import UserError
+
+MAX_ROLLBACKS = 3
+
+
+class Session:
+    def __init__(self, cfg: Config, config_path: str | None, resume: str | None, overwrite: bool) -> None:
+        self.cfg, self.config_path, self.resume, self.overwrite = cfg, config_path, resume, overwrite
+        self.started = time.time()
+
+    # ---- set-up ------------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        from ..data.pipeline import prepare_data
+        from ..data.tokenizer import tokenizer_fingerprint
+        from ..monitoring.console import Console
+        from ..utils.seed import seed_everything
+        from ..utils.threads import configure_threads, local_process_count
+        from .checkpoint_io import load_checkpoint_file
+        from .module import CHECKPOINT_KEY
+        from .run_dir import check_resume_compatible, create_run, resolve_run
+        from .runner import is_global_zero
+        from .trainer import resolve_accelerator, resolve_precision
+
+        cfg = self.cfg
+        configure_threads(local_process_count(cfg.distributed.devices, cfg.distributed.accelerator))
+        self.rank0 = is_global_zero()
+        resolve_accelerator(cfg)
+        resolve_precision(cfg)
+        self.run_paths = resolve_run(cfg, self.config_path, self.resume, self.overwrite, self.rank0)
+        check_resume_compatible(cfg, self.run_paths)
+        self.console = Console(enabled=self.rank0)
+        seed_everything(cfg.run.seed, cfg.run.deterministic)
+
+        self.data = prepare_data(cfg)
+        self.fingerprint = tokenizer_fingerprint(self.data.tokenizer)
+        ckpt = self.run_paths.resume_from
+        if ckpt is not None:
+            saved = load_checkpoint_file(ckpt).get(CHECKPOINT_KEY, {})
+            if saved.get("tokenizer_fingerprint") not in (None, "", self.fingerprint):
+                raise UserError("tokenizer", f"differs from the one the run in {self.run_paths.root} was trained "
+                                             "with; resume with the same tokenizer settings and data, or start a new run")
+        if self.rank0:
+            create_run(cfg, self.run_paths, self.overwrite)
+            self.data.tokenizer.save_pretrained(str(self.run_paths.tokenizer))
+
+    def build(self, resume_from: Path | None) -> None:
+        """Fresh module, datamodule, callbacks and Trainer (again after a rollback)."""
+        from ..data.datamodule import TokenDataModule
+        from ..monitoring.csv_logger import truncate_after
+        from ..monitoring.loggers import build_loggers
+        from ..monitoring.metrics import TrainMetrics
+        from .budget import compute_budget
+        from .checkpoint_io import load_checkpoint_file
+        from .faults import FaultInjector
+        from .guards import Preemption, SpikeGuard
+        from .module import LMModule
+        from .strategy import world_size
+        from .trainer import build_trainer
+
+        cfg, run = self.cfg, self.run_paths
+        self.world = world_size(cfg)
+        self.dm = TokenDataModule(cfg, self.data)
+        self.budget = compute_budget(cfg, self.world, self.dm.train_windows())
+        self.module = LMModule(cfg.model_dump(mode="json"), len(self.data.tokenizer), asdict(self.budget),
+                               self.fingerprint)
+        flops = self.module.model.flops_per_token(cfg.data.seq_len)
+        self.metrics = TrainMetrics(cfg.logging.interval, self.budget.tokens_per_step, flops, self.world,
+                                    cfg.logging.peak_flops)
+        self.preemption = Preemption(run.checkpoints, cfg.logging.interval)
+        callbacks: list[Any] = [self.metrics, self.preemption,
+                                SpikeGuard(cfg.training.max_bad_steps, cfg.training.spike_factor, cfg.logging.interval),
+                                *self.console.callbacks(cfg, self.budget)]
+        if FaultInjector.active():
+            callbacks.append(FaultInjector())
+        if self.rank0 and resume_from is not None:
+            truncate_after(run.root / "metrics.csv", int(load_checkpoint_file(resume_from).get("global_step", 0)))
+        loggers = build_loggers(cfg, run.root, run.root.name) if self.rank0 else []
+        self.trainer = build_trainer(cfg, run.root, self.budget, callbacks, loggers)
+
+    # ---- the run -----------------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        from .guards import RollbackRequest
+
+        resume_from = self.run_paths.resume_from
+        skip_items = 0
+        for attempt in range(MAX_ROLLBACKS + 1):
+            self.build(resume_from)
+            if attempt == 0:
+                self.console.header(self.cfg, self.run_paths.root, self.budget, self.module, self.data,
+                                    resumed=resume_from)
+            if skip_items:
+                self.dm.skip_after_restore(skip_items)
+            self.preemption.install()
+            try:
+                self.trainer.fit(self.module, datamodule=self.dm,
+                                 ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
+                return
+            except RollbackRequest as req:
+                resume_from, skip_items = self._rollback_target(req)
+            finally:
+                self.preemption.uninstall()
+        raise UserError("training", f"the loss kept diverging after {MAX_ROLLBACKS} rollbacks; lower "
+                                    "training.learning_rate or raise training.warmup_steps")
+
+    def _rollback_target(self, req: Any) -> tuple[Path, int]:
+        """Newest periodic checkpoint before the bad step, and how many samples to skip past the bad data."""
+        from .checkpoint_io import STEP_PATTERN, verify_checkpoint
+
+        good: list[tuple[int, Path]] = []
+        for p in self.run_paths.checkpoints.glob("step-*.ckpt"):
+            m = STEP_PATTERN.search(p.name)
+            if m and int(m.group(1)) < req.step:
+                try:
+                    verify_checkpoint(p)
+                    good.append((int(m.group(1)), p))
+                except Exception:
+                    continue
+        if not good:
+            raise UserError("training", f"{req}; no checkpoint before step {req.step} to roll back to; lower "
+                                        "training.learning_rate or save checkpoints more often")
+        step, path = max(good)
+        # Skip every sample from the checkpoint up to and including the bad step (PaLM-style batch skipping).
+        skip = (req.step - step) * self.budget.micro_batch * self.budget.accumulation
+        self.console.print(f"[yellow]rollback[/yellow]: {req}; restarting from step {step} ({path.name}) and "
+                           f"skipping {skip} samples per rank of the offending data")
+        if self.rank0:
+            with open(self.run_paths.root / "rollbacks.jsonl", "a") as f:
+                f.write(json.dumps({"bad_step": req.step, "reason": req.reason, "restart_step": step,
+                                    "skipped_samples_per_rank": skip, "time": time.time()}) + "\n")
+        return path, skip
+
+    def finish(self) -> dict[str, Any]:
+        from .finish import export, sample_text, write_summary
+
+        cfg, trainer, module, run = self.cfg, self.trainer, self.module, self.run_paths
+        trainer.save_checkpoint(run.checkpoints / "last.ckpt", weights_only=False)  # collective when sharded
+        if not trainer.is_global_zero:
+            return {}
+        extra: dict[str, Any] = {
+            "stop_reason": getattr(module, "preempted", None) or self.budget.stop_reason,
+            "world_size": self.world, "global_batch_size": self.budget.global_batch,
+            "accumulation": self.budget.accumulation, "precision": str(trainer.precision),
+            "data": self.data.stats, "resumed": run.resume_from is not None,
+        }
+        if cfg.logging.sample_tokens > 0:
+            extra["samples"] = {p: sample_text(module, self.data.tokenizer, p, cfg.logging.sample_tokens, cfg.run.seed)
+                                for p in cfg.logging.sample_prompts}
+        preempted = getattr(module, "preempted", None)
+        if cfg.checkpoint.export_hf and not preempted:
+            extra.update(export(module, trainer, run.hf, self.data.tokenizer, self.data.val))
+        summary = write_summary(run.root / "summary.json", module=module, trainer=trainer,
+                                history=self.metrics.history, val_history=self.metrics.val_history,
+                                started=self.started, train_time=self.metrics.total_train_time,
+                                tokens_per_step=self.budget.tokens_per_step, first_step=self.metrics.first_step or 0,
+                                extra=extra)
+        self.console.footer(summary, run.root)
+        return summary
+
+    def run(self) -> dict[str, Any]:
+        self.prepare()
+        self.fit()
+        return self.finish()

@@ -1,0 +1,104 @@
+"""Assemble the Lightning Trainer from the config: precision, strategy, loggers, checkpoint callbacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from ..config.schema import Config
+from ..errors import UserError
+from .budget import Budget
+from .checkpoint_io import AtomicCheckpointIO
+from .strategy import build_strategy
+
+
+def cuda_usable(cfg: Config) -> bool:
+    return cfg.distributed.accelerator != "cpu" and torch.cuda.is_available()
+
+
+def resolve_accelerator(cfg: Config) -> str:
+    if cfg.distributed.accelerator == "gpu" and not torch.cuda.is_available():
+        raise UserError("distributed.accelerator", "gpu requested but no CUDA GPU is visible; use auto or cpu")
+    return "gpu" if cuda_usable(cfg) else "cpu"
+
+
+def resolve_precision(cfg: Config) -> str:
+    """auto: bf16-mixed on GPUs with bf16, else 32-true. bf16/16 without a GPU is a config error."""
+    p = cfg.training.precision
+    cuda = cuda_usable(cfg)
+    if p == "auto":
+        return "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
+    if p == "32":
+        return "32-true"
+    if p.startswith("bf16") and not (cuda and torch.cuda.is_bf16_supported()):
+        raise UserError("training.precision", f"{p} needs a GPU with bf16 support and none is visible; use auto or 32")
+    if p.startswith("16") and not cuda:
+        raise UserError("training.precision", f"{p} needs a CUDA GPU and none is visible; use auto or 32")
+    return p
+
+
+class FinalValidation(L.Callback):
+    """Ask the loop to stop at the last step, which makes Lightning run one more validation there."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.max_steps and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
+def checkpoint_callbacks(cfg: Config, ckpt_dir: Path) -> list[L.Callback]:
+    every = cfg.checkpoint.every_n_steps or cfg.training.eval_interval
+    periodic = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="step-{step:08d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=every,
+        save_top_k=cfg.checkpoint.keep_last,
+        monitor="step",
+        mode="max",
+        save_last=True,
+        save_on_train_epoch_end=False,
+    )
+    callbacks: list[L.Callback] = [periodic]
+    if cfg.checkpoint.save_best:
+        callbacks.append(ModelCheckpoint(
+            dirpath=ckpt_dir, filename="best", auto_insert_metric_name=False, monitor="val/loss", mode="min",
+            save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False,
+        ))
+    return callbacks
+
+
+def build_trainer(cfg: Config, run_dir: Path, budget: Budget, callbacks: list[L.Callback],
+                  loggers: list[Any], enable_progress_bar: bool = False) -> L.Trainer:
+    accelerator = resolve_accelerator(cfg)
+    precision = resolve_precision(cfg)
+    strategy = build_strategy(cfg, accelerator, precision)
+    # DeepSpeed writes its own sharded checkpoint folders; everything else goes through our atomic writer.
+    plugins = None if cfg.distributed.strategy == "deepspeed" else [AtomicCheckpointIO()]
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=cfg.distributed.devices,
+        num_nodes=cfg.distributed.num_nodes,
+        strategy=strategy,
+        precision=precision,  # type: ignore[arg-type]
+        plugins=plugins,
+        max_steps=budget.max_steps,
+        max_epochs=-1,
+        accumulate_grad_batches=budget.accumulation,
+        val_check_interval=cfg.training.eval_interval * budget.accumulation,
+        check_val_every_n_epoch=None,
+        limit_val_batches=cfg.training.eval_steps,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.logging.interval,
+        use_distributed_sampler=False,  # our sampler shards and resumes exactly
+        enable_progress_bar=enable_progress_bar,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+        deterministic=cfg.run.deterministic or None,
+        benchmark=False,
+        logger=loggers or False,
+        callbacks=[*checkpoint_callbacks(cfg, run_dir / "checkpoints"), FinalValidation(), *callbacks],
+    )
