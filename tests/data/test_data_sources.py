@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_corpora import (
+
+from distributed_llm_trainer.data.corpus import stdlib_files, stdlib_root
+from distributed_llm_trainer.data.pipeline import prepare_data
+from distributed_llm_trainer.data.split import val_document_mask
+
+from .data_corpora import (
     DOCS,
     expected_bytes,
     write_csv,
@@ -15,10 +20,6 @@ from data_corpora import (
     write_parquet,
     write_txt_dir,
 )
-
-from distributed_llm_trainer.data.corpus import stdlib_files, stdlib_root
-from distributed_llm_trainer.data.pipeline import prepare_data
-from distributed_llm_trainer.data.split import val_document_mask
 
 EOS = "<|endoftext|>"
 
@@ -57,7 +58,9 @@ def test_text_field_is_configurable(tmp_path: Path, make_cfg) -> None:
 @pytest.mark.parametrize("tok", ["char", "bpe"])
 def test_trained_tokenizers_round_trip(tmp_path: Path, make_cfg, tok: str) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", DOCS * 3)
-    p = prepare_data(make_cfg(f"data.path={path}", f"tokenizer.type={tok}", "tokenizer.vocab_size=300", "data.val_fraction=0"))
+    p = prepare_data(
+        make_cfg(f"data.path={path}", f"tokenizer.type={tok}", "tokenizer.vocab_size=300", "data.val_fraction=0")
+    )
     ids = np.asarray(p.train).tolist()
     assert p.tokenizer.decode(ids) == "".join(d + EOS for d in DOCS * 3)
     assert ids.count(p.eos_id) == len(DOCS) * 3  # the literal "<|endoftext|>" in a document is not EOS

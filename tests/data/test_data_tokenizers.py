@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_corpora import DOCS
 
 from distributed_llm_trainer.config.schema import TokenizerConfig
 from distributed_llm_trainer.data.encode import Encoder
@@ -20,6 +19,8 @@ from distributed_llm_trainer.data.tokenizer import (
     train_bpe,
 )
 from distributed_llm_trainer.errors import UserError
+
+from .data_corpora import DOCS
 
 SHAKESPEARE_CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # the classic 65
 
@@ -78,17 +79,23 @@ def test_fingerprint_is_stable_across_save_and_load(tmp_path: Path) -> None:
 
 
 def test_hf_tokenizer_from_local_folder(tmp_path: Path, make_cfg) -> None:
-    from data_corpora import write_jsonl
-
     from distributed_llm_trainer.data.pipeline import prepare_data
+
+    from .data_corpora import write_jsonl
 
     src = train_bpe(DOCS * 10, TokenizerConfig(type="bpe", vocab_size=300))
     src.save_pretrained(str(tmp_path / "tok"))
     tok = load_pretrained(str(tmp_path / "tok"))
     assert tok.eos_token == "<|endoftext|>" and tok.pad_token is not None
     path = write_jsonl(tmp_path / "d.jsonl")
-    p = prepare_data(make_cfg(f"data.path={path}", "tokenizer.type=hf", f"tokenizer.name_or_path={tmp_path / 'tok'}",
-                              "data.val_fraction=0"))
+    p = prepare_data(
+        make_cfg(
+            f"data.path={path}",
+            "tokenizer.type=hf",
+            f"tokenizer.name_or_path={tmp_path / 'tok'}",
+            "data.val_fraction=0",
+        )
+    )
     assert p.tokenizer.decode(np.asarray(p.train).tolist()) == "".join(d + "<|endoftext|>" for d in DOCS)
     assert tokenizer_fingerprint(p.tokenizer) == tokenizer_fingerprint(tok)
 

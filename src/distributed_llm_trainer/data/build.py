@@ -49,7 +49,8 @@ def _documents(cfg: Config, source: Source, workdir: Path, fp: str) -> Any:
             raise UserError(_source_key(source), f"{source.description} holds no documents; point it at text")
         what = "data.preprocess" if cfg.data.preprocess else "data.min_chars"
         raise UserError(
-            what, f"all {raw} documents are empty or were dropped by preprocessing; relax data.min_chars/data.preprocess"
+            what,
+            f"all {raw} documents are empty or were dropped by preprocessing; relax data.min_chars/data.preprocess",
         )
     return docs
 

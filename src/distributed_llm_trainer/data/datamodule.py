@@ -31,6 +31,7 @@ class TokenDataModule(L.LightningDataModule):
         self.prepared = prepared
         self.seq_len = cfg.data.seq_len
         self._train_sampler: ShardedSampler | None = None
+        self._skip_items = 0
 
     # -- topology ---------------------------------------------------------------------------------------
     def _topology(self) -> tuple[int, int]:
@@ -61,6 +62,17 @@ class TokenDataModule(L.LightningDataModule):
         """Training samples per epoch over all ranks (windows, or documents for ``pack: false``)."""
         return self._dataset("train")[1]
 
+    def train_batches_per_rank(self, world_size: int | None = None) -> int:
+        """Exact micro-batches each rank runs per epoch (the sampler may drop up to world_size - 1 windows)."""
+        world = self._topology()[1] if world_size is None else world_size
+        return -(-len(ShardedSampler(self.train_windows(), self._batch_size(), 0, world)) // self._batch_size())
+
+    def skip_after_restore(self, n_items: int) -> None:
+        """Skip ``n_items`` samples per rank right after the next restore (rolling back past bad data)."""
+        self._skip_items = int(n_items)
+        if self._train_sampler is not None:
+            self._train_sampler.skip_once = self._skip_items
+
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.cfg.data.num_workers
         kw: dict[str, Any] = {
@@ -90,6 +102,7 @@ class TokenDataModule(L.LightningDataModule):
             stride=stride,
             max_shift=max_shift,
         )
+        self._train_sampler.skip_once, self._skip_items = self._skip_items, 0
         return StatefulDataLoader(
             ds, batch_size=self._batch_size(), sampler=self._train_sampler, drop_last=False, **self._loader_kwargs()
         )

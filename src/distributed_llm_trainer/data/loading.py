@@ -43,7 +43,9 @@ def _only_text(ds: Any, field: str, where: str) -> Any:
     """Keep ``field`` as the single column ``text`` (UserError naming the columns when it is missing)."""
     cols = list(ds.column_names or [])
     if ds.column_names is not None and field not in cols:
-        raise UserError("data.text_field", f"'{field}' is not a column of {where} (columns: {cols}); set data.text_field")
+        raise UserError(
+            "data.text_field", f"'{field}' is not a column of {where} (columns: {cols}); set data.text_field"
+        )
     drop = [c for c in cols if c != field]
     if drop:
         ds = ds.remove_columns(drop)

@@ -32,8 +32,9 @@ def load_hook(spec: str) -> Hook:
         module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 - ImportError or an error while importing the user's module
         raise UserError(
-            "data.preprocess", f"cannot import module '{module_name}' ({type(e).__name__}: {e}); check the name "
-            "and that it is on PYTHONPATH or in the working directory"
+            "data.preprocess",
+            f"cannot import module '{module_name}' ({type(e).__name__}: {e}); check the name "
+            "and that it is on PYTHONPATH or in the working directory",
         ) from None
     func = getattr(module, func_name, None)
     if not callable(func):

@@ -36,8 +36,8 @@ class ShardedSampler(torch.utils.data.Sampler[int]):
 
     ``state_dict()`` is ``{"epoch", "position"}`` (items of this rank already handed out this epoch).
     ``StatefulDataLoader`` saves it with each batch it yields (also with workers, via its snapshots) and
-    calls ``load_state_dict`` when the loader is restored; the next ``__iter__`` continues from there. A
-    position at the end of the epoch rolls over to the start of the next epoch.
+    calls ``load_state_dict`` when the loader is restored; the next ``__iter__`` continues from there.
+    A state saved at the very end of epoch ``e`` continues with epoch ``e + 1`` from its start.
     """
 
     def __init__(
@@ -59,7 +59,8 @@ class ShardedSampler(torch.utils.data.Sampler[int]):
         self.stride, self.max_shift = stride, max_shift
         self.epoch = 0
         self.position = 0  # items handed out in the current epoch (live, read by state_dict)
-        self._resume: int | None = None  # position to start the next __iter__ at, after load_state_dict
+        self._pending: tuple[int, int] | None = None  # restored (epoch, position), applied by the next __iter__
+        self.skip_once = 0  # items to skip at the next __iter__ (rollback past bad data), then reset
         self._slices = _rank_slices(n_items, world_size, batch_size, rank)
         self._len = sum(e - s for s, e in self._slices)
 
@@ -67,9 +68,9 @@ class ShardedSampler(torch.utils.data.Sampler[int]):
         return self._len
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning before each epoch; a pending restore for another epoch is dropped."""
+        """Called by Lightning before each epoch (a new epoch starts at position 0)."""
         if epoch != self.epoch:
-            self._resume = None
+            self.position = 0
         self.epoch = epoch
 
     def epoch_shift(self, epoch: int) -> int:
@@ -87,12 +88,23 @@ class ShardedSampler(torch.utils.data.Sampler[int]):
         mine = np.concatenate([perm[s:e] for s, e in self._slices]) if self._slices else np.zeros(0, np.int64)
         return self.epoch_shift(epoch) + self.stride * mine.astype(np.int64)
 
+    def _start(self) -> int:
+        """Apply a pending restore: the position to continue from (sets ``self.epoch``)."""
+        if self._pending is None:
+            return 0
+        (epoch, position), self._pending = self._pending, None
+        if position < self._len:
+            self.epoch = epoch
+            return position
+        # The restored epoch was complete: this iterator serves the next epoch. Lightning builds the restored
+        # iterator before it calls set_epoch(e + 1), and with workers the first keys are drawn right away.
+        self.epoch = epoch + 1
+        return 0
+
     def __iter__(self) -> Iterator[int]:
-        start, self._resume = self._resume, None
-        if start is None:
-            start = 0
-        elif start >= self._len:  # restored at the very end of an epoch: continue with the next one
-            self.epoch, start = self.epoch + 1, 0
+        start = self._start()
+        if self.skip_once:  # clamped to the epoch end: the rest of that epoch is skipped, not the next one
+            start, self.skip_once = min(self._len, start + self.skip_once), 0
         keys = self.epoch_keys(self.epoch)
         self.position = start
         for key in keys[start:].tolist():
@@ -100,12 +112,12 @@ class ShardedSampler(torch.utils.data.Sampler[int]):
             yield key
 
     def state_dict(self) -> dict[str, Any]:
+        if self._pending is not None:
+            return {"epoch": self._pending[0], "position": self._pending[1]}
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
-        self._resume = self.position
+        self._pending = (int(state["epoch"]), int(state["position"]))
 
 
 def val_keys(n_items: int, rank: int, world_size: int, stride: int = 1) -> list[int]:

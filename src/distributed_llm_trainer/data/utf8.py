@@ -13,7 +13,8 @@ _CHUNK = 1 << 22  # 4 MiB: bounded memory for huge files
 def _error(path: Path, offset: int) -> UserError:
     return UserError(
         "data.encoding_errors",
-        f"{path}: invalid UTF-8 at byte offset {offset}; fix or re-encode the file, or set data.encoding_errors=replace",
+        f"{path}: invalid UTF-8 at byte offset {offset}; "
+        "fix or re-encode the file, or set data.encoding_errors=replace",
     )
 
 

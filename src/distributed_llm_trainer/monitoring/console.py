@@ -9,15 +9,22 @@ import lightning as L
 
 
 class Console:
+    """Everything the run prints; ``enabled=False`` (ranks other than global 0) makes it silent."""
+
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         from rich.console import Console as RichConsole
 
         self.rich = RichConsole(stderr=False, highlight=False)
 
-    def print(self, *args: Any) -> None:
+    def print(self, *args: Any, **kwargs: Any) -> None:
         if self.enabled:
-            self.rich.print(*args)
+            kwargs.setdefault("soft_wrap", True)  # long lines wrap in the terminal, not at 80 columns in logs
+            self.rich.print(*args, **kwargs)
+
+    def note(self, text: str) -> None:
+        """A plain line (no rich markup), e.g. the ``wandb sync`` hint or the report path."""
+        self.print(text, markup=False)
 
     def callbacks(self, cfg: Any, budget: Any) -> list[L.Callback]:
         if not (self.enabled and cfg.logging.progress_bar):
@@ -43,17 +50,19 @@ class Console:
     def footer(self, summary: dict[str, Any], run_dir: Path) -> None:
         if not self.enabled:
             return
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="run summary", show_header=False)
+        g = summary.get
         rows = [
-            ("steps", f"{summary['steps']:,}"),
-            ("tokens seen", f"{summary['tokens_seen']:,}"),
-            ("val loss: start -> best", f"{_f(summary.get('initial_val_loss'))} -> {_f(summary.get('best_val_loss'))}"),
-            ("final train / val loss", f"{_f(summary.get('final_train_loss'))} / {_f(summary.get('final_val_loss'))}"),
-            ("tokens/s", f"{summary['tokens_per_s']:,.0f}" if summary.get("tokens_per_s") else "-"),
-            ("wall time", f"{summary['wall_time_s']:.1f} s"),
-            ("peak memory", f"{summary['peak_memory_bytes'] / 2**20:,.0f} MiB"),
+            ("steps", _n(g("steps"))),
+            ("tokens seen", _n(g("tokens_seen"))),
+            ("val loss: start -> best", f"{_f(g('initial_val_loss'))} -> {_f(g('best_val_loss'))}"),
+            ("final train / val loss", f"{_f(g('final_train_loss'))} / {_f(g('final_val_loss'))}"),
+            ("tokens/s", _n(g("tokens_per_s"))),
+            ("wall time", f"{g('wall_time_s'):.1f} s" if g("wall_time_s") is not None else "-"),
+            ("peak memory", f"{g('peak_memory_bytes') / 2**20:,.0f} MiB" if g("peak_memory_bytes") else "-"),
         ]
         if "export_parity_max_abs_diff" in summary:
             rows.append(("hf export parity (max |dlogit|)", f"{summary['export_parity_max_abs_diff']:.2e}"))
@@ -61,10 +70,16 @@ class Console:
             table.add_row(k, v)
         self.rich.print(table)
         for prompt, text in (summary.get("samples") or {}).items():
-            self.rich.print(f"[bold]sample[/bold] ({prompt!r}):", markup=True)
+            self.rich.print(f"[bold]sample[/bold] ({escape(repr(prompt))}):", markup=True)  # prompts may hold "["
             self.rich.print(text, markup=False)
-        self.print(f"outputs in {run_dir}")
+        if (run_dir / "report.html").is_file():
+            self.note(f"report: {run_dir / 'report.html'}")
+        self.note(f"outputs in {run_dir}")
 
 
 def _f(x: Any) -> str:
     return "-" if x is None else f"{x:.4f}"
+
+
+def _n(x: Any) -> str:
+    return "-" if x is None else f"{x:,.0f}"

@@ -45,6 +45,13 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero",
                  "lightning.fabric.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
     for pattern in (".*set_vital.*", ".*LeafSpec.*", ".*does not have many workers.*", ".*Experiment logs directory.*",
                     ".*checkpoint directory .* exists and is not empty.*", ".*tensorboardX.*"):
         warnings.filterwarnings("ignore", message=pattern)

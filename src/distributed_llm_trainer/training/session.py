@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -168,6 +169,14 @@ class Session:
         return summary
 
     def run(self) -> dict[str, Any]:
-        self.prepare()
-        self.fit()
-        return self.finish()
+        from .run_dir import RESUME_ENV, RUN_DIR_ENV
+
+        inherited = {k: os.environ.get(k) for k in (RUN_DIR_ENV, RESUME_ENV)}
+        try:
+            self.prepare()
+            self.fit()
+            return self.finish()
+        finally:  # the variables only pass this run's directory to the ranks it spawns
+            for key, value in inherited.items():
+                if value is None:
+                    os.environ.pop(key, None)
