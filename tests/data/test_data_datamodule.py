@@ -121,3 +121,16 @@ def test_loader_resume_is_exact_across_epoch_boundary(make_cfg, corpus: Path, wo
             resumed.sampler.set_epoch(e)  # what Lightning does before each epoch
             tail += [_key(b) for b in resumed]
         assert head + tail == ref, stop
+
+
+def test_skip_after_restore_skips_whole_batches(make_cfg, corpus: Path) -> None:
+    ref = _run(_dm(make_cfg, corpus).train_dataloader(), range(1))
+    loader = _dm(make_cfg, corpus).train_dataloader()
+    head = _run(loader, range(1), stop=2)
+    state = loader.state_dict()
+    dm = _dm(make_cfg, corpus)
+    dm.skip_after_restore(3 * 4)  # three micro-batches of 4
+    resumed = dm.train_dataloader()
+    resumed.load_state_dict(state)
+    assert head + [_key(b) for b in resumed] == ref[:2] + ref[5:]
+    assert dm.train_batches_per_rank() == len(ref)

@@ -67,6 +67,17 @@ def test_fast_encoder_matches_rust_encoder(kind: str) -> None:
     assert flat.tolist() == [i for r in rust for i in r + [tok.eos_token_id]]
 
 
+def test_long_documents_are_cut_without_changing_bpe_ids() -> None:
+    from distributed_llm_trainer.data.encode import split_long
+
+    text = "".join(DOCS) * 400 + "x\n\n  y\nz\n" * 500
+    tok = train_bpe([text], TokenizerConfig(type="bpe", vocab_size=400))
+    pieces = split_long(text, piece=1000)
+    assert len(pieces) > 10 and "".join(pieces) == text
+    enc = Encoder(tok, "bpe")
+    assert enc.encode([text])[0].tolist() == enc.backend.encode(text, add_special_tokens=False).ids
+
+
 def test_fingerprint_is_stable_across_save_and_load(tmp_path: Path) -> None:
     a = train_bpe(DOCS * 10, TokenizerConfig(type="bpe", vocab_size=300))
     save_tokenizer(a, tmp_path / "a")

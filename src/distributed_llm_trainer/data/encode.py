@@ -7,12 +7,34 @@ plain text, never as the special token: only the EOS we append separates documen
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 _MAX_CODEPOINT = 0x110000
+_PIECE = 1 << 15  # long documents are cut into ~32K-char pieces so the Rust encoder can use every core
+# A newline between two non-space characters is always a pre-token boundary of the GPT-2 byte-level regex
+# (no pattern spans it, and matching restarts identically after it), so cutting there keeps the ids exact.
+# Python's \S is stricter than the Rust regex's, which only makes the cut points rarer.
+_SAFE_CUT = re.compile(r"\S\n(?=\S)")
+
+
+def split_long(text: str, piece: int = _PIECE) -> list[str]:
+    """``text`` cut after safe newlines into pieces of about ``piece`` characters (one piece if none)."""
+    if len(text) <= 2 * piece:
+        return [text]
+    out, pos = [], 0
+    while len(text) - pos > 2 * piece:
+        m = _SAFE_CUT.search(text, pos + piece)
+        if m is None:
+            break
+        out.append(text[pos : m.end()])
+        pos = m.end()
+    out.append(text[pos:])
+    return out
 
 
 class Encoder:
@@ -44,8 +66,17 @@ class Encoder:
                 ids = self._lut[np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32)]
                 out.append(ids[ids >= 0].astype(np.uint32))  # unknown chars are dropped, like the Rust model
             return out
-        encs = self.backend.encode_batch_fast(texts, add_special_tokens=False)
-        return [np.asarray(e.ids, dtype=np.uint32) for e in encs]
+        if self.kind != "bpe":  # unknown pre-tokenizers (hf): cutting documents could change their ids
+            encs = self.backend.encode_batch_fast(texts, add_special_tokens=False)
+            return [np.asarray(e.ids, dtype=np.uint32) for e in encs]
+        pieces = [split_long(t) for t in texts]
+        encs = self.backend.encode_batch_fast([p for ps in pieces for p in ps], add_special_tokens=False)
+        out, i = [], 0
+        for ps in pieces:
+            ids = [np.asarray(e.ids, dtype=np.uint32) for e in encs[i : i + len(ps)]]
+            out.append(ids[0] if len(ids) == 1 else np.concatenate(ids))
+            i += len(ps)
+        return out
 
     def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """All documents with EOS after each: (ids uint32 (N,), lengths int64 (docs,) incl. the EOS)."""

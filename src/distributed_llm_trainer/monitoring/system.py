@@ -1,7 +1,9 @@
 """System metrics at the logging interval: CPU, RAM, process RSS, disk I/O (psutil); GPU utilization, power and
 temperature (NVML, when a GPU and its driver are present; otherwise skipped silently).
 
-Nothing runs per step except an integer comparison; every probe is a cheap kernel/driver query at the interval.
+Nothing runs per step except an integer comparison. A row costs about a millisecond (psutil reads /proc and
+/sys), so rows are also at least ``min_period_s`` apart: with a fast model and a short interval they would
+otherwise cost more than 1% of the step time, and these values change slowly anyway.
 """
 
 from __future__ import annotations
@@ -64,11 +66,15 @@ class _Nvml:
 
 
 class SystemMetrics(L.Callback):
-    """Logs ``system/*`` (and ``gpu/*`` on NVIDIA GPUs) every ``interval`` optimizer steps on global rank 0."""
+    """Logs ``system/*`` (and ``gpu/*`` on NVIDIA GPUs) every ``interval`` optimizer steps on global rank 0,
+    at most once per ``min_period_s`` seconds."""
 
-    def __init__(self, interval: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval: int, min_period_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
         self.interval = interval
+        self.min_period_s = min_period_s
         self.clock = clock
+        self._last_row_at: float | None = None
         self.history: list[dict[str, float]] = []
         self._nvml: _Nvml | None = None
         self._proc = psutil.Process()
@@ -122,6 +128,10 @@ class SystemMetrics(L.Callback):
         self._last_step = step
         if not trainer.is_global_zero or not is_log_step(step, self.interval, trainer.max_steps):
             return
+        now = self.clock()
+        if self._last_row_at is not None and now - self._last_row_at < self.min_period_s:
+            return
+        self._last_row_at = now
         row = self.collect()
         if not row:
             return

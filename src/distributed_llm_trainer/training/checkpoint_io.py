@@ -88,3 +88,16 @@ def newest_valid_checkpoint(ckpt_dir: Path, warn: Any = print) -> Path | None:
         except CorruptCheckpoint as e:
             warn(f"warning: skipping checkpoint: {e}")
     return None
+
+
+def load_newest(ckpt_dir: Path, start: Path | None = None, warn: Any = print) -> tuple[Path, dict[str, Any]] | None:
+    """Newest checkpoint (from ``start`` on) that verifies AND loads pickle-free; bad ones are reported, skipped."""
+    candidates = checkpoint_candidates(ckpt_dir)
+    if start is not None and start in candidates:
+        candidates = candidates[candidates.index(start):]
+    for path in candidates:
+        try:
+            return path, load_checkpoint_file(path)
+        except CorruptCheckpoint as e:
+            warn(f"warning: skipping checkpoint: {e}")
+    return None

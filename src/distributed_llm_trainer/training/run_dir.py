@@ -78,10 +78,21 @@ def _auto_candidates(output_dir: Path, stem: str, name: str | None) -> list[Path
     return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def check_output_dir(output_dir: Path) -> None:
+    """The nearest existing folder on the way to output_dir must be a writable directory."""
+    probe = output_dir.resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError("run.output_dir", f"{output_dir} cannot be created or written ({probe} is not a writable "
+                                          "folder); choose a writable run.output_dir")
+
+
 def resolve_run(cfg: Config, config_path: str | None, resume: str | None, overwrite: bool,
                 is_rank_zero: bool = True) -> RunPaths:
     """Pick the run directory and the checkpoint to resume from; never touches files (see ``create_run``)."""
     output_dir = Path(cfg.run.output_dir)
+    check_output_dir(output_dir)
     if os.environ.get(RUN_DIR_ENV):  # a rank spawned by rank 0: same directory, same decision
         ckpt = os.environ.get(RESUME_ENV)
         return RunPaths(Path(os.environ[RUN_DIR_ENV]), Path(ckpt) if ckpt else None)

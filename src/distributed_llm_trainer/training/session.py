@@ -19,6 +19,12 @@ class Session:
     def __init__(self, cfg: Config, config_path: str | None, resume: str | None, overwrite: bool) -> None:
         self.cfg, self.config_path, self.resume, self.overwrite = cfg, config_path, resume, overwrite
         self.started = time.time()
+        self.created = False  # this session made the run directory (removed again if set-up fails)
+
+    def _warn(self, msg: str) -> None:
+        import sys
+
+        print(msg, file=sys.stderr, flush=True)
 
     # ---- set-up ------------------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -27,7 +33,7 @@ class Session:
         from ..monitoring.console import Console
         from ..utils.seed import seed_everything
         from ..utils.threads import configure_threads, local_process_count
-        from .checkpoint_io import load_checkpoint_file
+        from .checkpoint_io import load_newest
         from .module import CHECKPOINT_KEY
         from .run_dir import check_resume_compatible, create_run, resolve_run
         from .runner import is_global_zero
@@ -45,13 +51,29 @@ class Session:
 
         self.data = prepare_data(cfg)
         self.fingerprint = tokenizer_fingerprint(self.data.tokenizer)
-        ckpt = self.run_paths.resume_from
-        if ckpt is not None:
-            saved = load_checkpoint_file(ckpt).get(CHECKPOINT_KEY, {})
+        if self.run_paths.resume_from is not None:
+            found = load_newest(self.run_paths.checkpoints, self.run_paths.resume_from, warn=self._warn)
+            if found is None:
+                raise UserError("--resume", f"no checkpoint in {self.run_paths.checkpoints} can be loaded safely; "
+                                            "start a new run")
+            self.run_paths.resume_from = found[0]
+            saved = found[1].get(CHECKPOINT_KEY, {})
             if saved.get("tokenizer_fingerprint") not in (None, "", self.fingerprint):
                 raise UserError("tokenizer", f"differs from the one the run in {self.run_paths.root} was trained "
                                              "with; resume with the same tokenizer settings and data, or start a new run")
+        # Everything that can still reject the config runs before the run directory is written.
+        from ..data.datamodule import TokenDataModule
+        from ..model.registry import resolve_model_args
+        from .budget import compute_budget
+        from .strategy import world_size
+
+        from .trainer import build_strategy
+
+        build_strategy(cfg, resolve_accelerator(cfg), resolve_precision(cfg))
+        compute_budget(cfg, world_size(cfg), TokenDataModule(cfg, self.data).train_windows())
+        resolve_model_args(cfg.model, len(self.data.tokenizer), cfg.data.seq_len)
         if self.rank0:
+            self.created = not self.run_paths.root.exists()
             create_run(cfg, self.run_paths, self.overwrite)
             self.data.tokenizer.save_pretrained(str(self.run_paths.tokenizer))
 
@@ -174,6 +196,13 @@ class Session:
         inherited = {k: os.environ.get(k) for k in (RUN_DIR_ENV, RESUME_ENV)}
         try:
             self.prepare()
+        except UserError:
+            if self.created:
+                import shutil
+
+                shutil.rmtree(self.run_paths.root, ignore_errors=True)
+            raise
+        try:
             self.fit()
             return self.finish()
         finally:  # the variables only pass this run's directory to the ranks it spawns
