@@ -30,8 +30,20 @@ def main() -> int:
 
     cfg = load_config(a.config, a.overrides)
     s = prepare_data(cfg).stats
-    keys = ("documents", "train_documents", "val_documents", "tokens", "train_tokens", "val_tokens", "bytes",
-            "seconds", "cache_hit", "cache_key", "cache_dir", "split")
+    keys = (
+        "documents",
+        "train_documents",
+        "val_documents",
+        "tokens",
+        "train_tokens",
+        "val_tokens",
+        "bytes",
+        "seconds",
+        "cache_hit",
+        "cache_key",
+        "cache_dir",
+        "split",
+    )
     print(json.dumps({k: s[k] for k in keys if k in s}), flush=True)
     return 0
 

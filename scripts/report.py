@@ -31,7 +31,8 @@ def main() -> int:
 
         path = write_report(run_dir)
     except PermissionError as e:
-        raise UserError("run_dir", f"cannot write into {run_dir} ({e.strerror}); copy the run somewhere writable")
+        raise UserError("run_dir", f"cannot write into {run_dir} ({e.strerror}); copy the run somewhere "
+                                   "writable") from None
     print(path)
     return 0
 

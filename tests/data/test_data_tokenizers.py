@@ -99,16 +99,17 @@ def test_hf_tokenizer_from_local_folder(tmp_path: Path, make_cfg) -> None:
     tok = load_pretrained(str(tmp_path / "tok"))
     assert tok.eos_token == "<|endoftext|>" and tok.pad_token is not None
     path = write_jsonl(tmp_path / "d.jsonl")
-    p = prepare_data(
-        make_cfg(
-            f"data.path={path}",
-            "tokenizer.type=hf",
-            f"tokenizer.name_or_path={tmp_path / 'tok'}",
-            "data.val_fraction=0",
-        )
-    )
+    args = [
+        f"data.path={path}",
+        "tokenizer.type=hf",
+        f"tokenizer.name_or_path={tmp_path / 'tok'}",
+        "data.val_fraction=0",
+    ]
+    p = prepare_data(make_cfg(*args))
     assert p.tokenizer.decode(np.asarray(p.train).tolist()) == "".join(d + "<|endoftext|>" for d in DOCS)
     assert tokenizer_fingerprint(p.tokenizer) == tokenizer_fingerprint(tok)
+    again = prepare_data(make_cfg(*args))
+    assert again.stats["cache_hit"] and tokenizer_fingerprint(again.tokenizer) == tokenizer_fingerprint(tok)
 
 
 def test_hf_tokenizer_that_cannot_load_is_a_user_error(tmp_path: Path) -> None:

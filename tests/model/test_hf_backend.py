@@ -78,3 +78,17 @@ def test_compile_policy() -> None:
     torch.testing.assert_close(compiled(torch.ones(1, 2)), model(torch.ones(1, 2)))
     with pytest.raises(TypeError):
         maybe_compile(LightningModule(), ModelConfig(compile=True), "cuda")
+
+
+def test_hf_backend_activation_checkpointing_same_grads() -> None:
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        cfg = ModelConfig(name="llama-debug", backend="hf", activation_checkpointing=ckpt)
+        model = build_model(cfg, vocab_size=V, seq_len=T).train()
+        on = any(getattr(m, "gradient_checkpointing", False) for m in model.hf.modules())
+        assert on == ckpt
+        model(_ids(), _ids()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for n, g in grads[0].items():
+        torch.testing.assert_close(g, grads[1][n], msg=n)

@@ -135,3 +135,13 @@ def test_user_errors() -> None:
     assert e.value.what == "data.seq_len"
     with pytest.raises(UserError):
         resolve_model_args(ModelConfig(name="llama-debug", num_key_value_heads=3), 100, 16)  # 3 ∤ 4 heads
+
+
+def test_meta_init_then_to_empty_and_init_weights() -> None:
+    with torch.device("meta"):
+        model = build_model(ModelConfig(name="gpt-debug"), V, T)
+    model.to_empty(device="cpu")
+    model.init_weights()
+    assert model.lm_head.weight is model.wte.weight
+    assert abs(model.wte.weight.std().item() - 0.02) < 2e-3
+    assert model(_batch()[0]).shape == (B, T, V)

@@ -11,7 +11,8 @@ import yaml
 
 from distributed_llm_trainer.config.schema import Config
 from distributed_llm_trainer.monitoring import loggers as loggers_mod
-from distributed_llm_trainer.monitoring.loggers import RunCSVLogger, build_loggers, finish_loggers, wandb_mode
+from distributed_llm_trainer.monitoring.csv_logger import ResumableCSVLogger, truncate_after
+from distributed_llm_trainer.monitoring.loggers import build_loggers, finish_loggers, wandb_mode
 from distributed_llm_trainer.monitoring.metrics import TrainMetrics
 from distributed_llm_trainer.monitoring.samples import EvalSamples
 from distributed_llm_trainer.monitoring.system import SystemMetrics
@@ -119,18 +120,60 @@ def test_no_secret_in_any_file_of_the_run_dir(run: dict) -> None:
 
 def test_csv_survives_resume_and_is_written_at_every_call(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("run: {}\n")  # a run dir is never empty: Lightning would wipe the csv
-    first = RunCSVLogger(tmp_path)
+    first = ResumableCSVLogger(tmp_path)
     first.log_metrics({"train/loss": 2.0}, step=10)
     assert (tmp_path / "metrics.csv").read_text().splitlines()[1] == "10,2.0"  # on disk before any finalize
-    resumed = RunCSVLogger(tmp_path)
+    resumed = ResumableCSVLogger(tmp_path)
     resumed.log_metrics({"train/loss": 1.5, "val/loss": 1.7}, step=20)
     with open(tmp_path / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["step"], r["train/loss"], r["val/loss"]) for r in rows] == [("10", "2.0", ""), ("20", "1.5", "1.7")]
+    with open(tmp_path / "metrics.csv", "a") as f:
+        f.write("30,1.2,1.")  # a crash in the middle of a row
+    truncate_after(tmp_path / "metrics.csv", 10)  # resuming from the step-10 checkpoint
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["step,train/loss,val/loss", "10,2.0,"]
 
 
 def test_wandb_is_opt_in_and_tensorboard_optional(tmp_path: Path) -> None:
     cfg = Config.model_validate({"logging": {"tensorboard": False}})
     loggers = build_loggers(cfg, tmp_path, "x")
-    assert [type(lg).__name__ for lg in loggers] == ["RunCSVLogger"]
+    assert [type(lg).__name__ for lg in loggers] == ["ResumableCSVLogger"]
     assert finish_loggers(loggers) is None
+
+
+def test_tensorboard_hides_steps_a_resumed_run_repeats(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = Config.model_validate({"logging": {"tensorboard": True}})
+    crashed = build_loggers(cfg, tmp_path, "r")[1]
+    for s in range(1, 11):  # crashed after step 10; the newest checkpoint is step 5
+        crashed.log_metrics({"train/loss": float(s)}, step=s)
+    crashed.finalize("failed")
+    resumed = build_loggers(cfg, tmp_path, "r", resume_step=5)[1]
+    for s in range(6, 9):
+        resumed.log_metrics({"train/loss": 100.0 + s}, step=s)
+    resumed.finalize("success")
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5),
+                                                                       (6, 106), (7, 107), (8, 108)]
+
+
+def test_wandb_falls_back_to_offline_when_online_start_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    import wandb
+
+    real_init = wandb.init
+
+    def init(**kwargs: object) -> object:
+        if kwargs.get("mode") == "online":  # what a missing network or a rejected key looks like
+            raise wandb.errors.CommError("could not reach api.wandb.ai")
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(wandb, "init", init)
+    logger = loggers_mod.RunWandbLogger(name="x", save_dir=str(tmp_path), project="p", mode="online",
+                                        settings=wandb.Settings(silent=True))
+    logger.log_metrics({"train/loss": 1.0}, step=1)
+    assert "logging offline instead" in capsys.readouterr().err
+    hint = finish_loggers([logger])
+    assert hint is not None and hint.startswith(f"wandb sync {tmp_path / 'wandb' / 'offline-run-'}")

@@ -18,12 +18,12 @@ from ..config.schema import Config
 from ..errors import UserError
 from .cache import write_meta
 from .encode import Encoder
+from .geometry import check_windows
 from .loading import load_documents
 from .preprocess import Preprocessor
 from .sources import Source
 from .split import choose_split, tail_cut, val_document_mask
 from .tokenizer import build_byte, build_char, load_pretrained, save_tokenizer, tokenizer_fingerprint, train_bpe
-from .windows import check_windows
 from .writer import SplitWriter, doc_offsets, save_offsets, split_tail, token_dtype
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,14 @@ def _documents(cfg: Config, source: Source, workdir: Path, fp: str) -> Any:
     raw = len(docs)
     if cfg.data.max_documents is not None and raw > cfg.data.max_documents:
         docs = docs.select(range(cfg.data.max_documents))
+    # Explicit cache files in the work folder: never leave tokenized copies in the user's HF cache.
     docs = docs.map(
-        Preprocessor(cfg.data), batched=True, batch_size=_BATCH, remove_columns=["text"], new_fingerprint=f"{fp}p"
+        Preprocessor(cfg.data),
+        batched=True,
+        batch_size=_BATCH,
+        remove_columns=["text"],
+        new_fingerprint=f"{fp}p",
+        cache_file_name=str(workdir / "preprocessed.arrow"),
     )
     if len(docs) == 0:
         if raw == 0:
@@ -120,11 +126,17 @@ def build_entry(cfg: Config, source: Source, out: Path, workdir: Path, key: str)
     log.info("data: %d documents from %s, split=%s", n_docs, source.description, mode)
 
     tokenizer = _make_tokenizer(cfg, docs, mode, is_val, cut_chars)
+    log.info("data: tokenizer %s with %d entries; tokenizing", cfg.tokenizer.type, len(tokenizer))
     t_tok = time.perf_counter()
     dtype = token_dtype(len(tokenizer))
     encoder = Encoder(tokenizer, cfg.tokenizer.type)
     ids = docs.with_format("arrow").map(
-        encoder.arrow_batch, batched=True, batch_size=_BATCH, remove_columns=["text"], new_fingerprint=f"{fp}t"
+        encoder.arrow_batch,
+        batched=True,
+        batch_size=_BATCH,
+        remove_columns=["text"],
+        new_fingerprint=f"{fp}t",
+        cache_file_name=str(workdir / "ids.arrow"),
     )
     train_w, val_w = SplitWriter(out, "train", dtype), SplitWriter(out, "val", dtype)
     n_bytes, doc = 0, 0
@@ -178,6 +190,7 @@ def build_entry(cfg: Config, source: Source, out: Path, workdir: Path, key: str)
         "eos_id": int(tokenizer.eos_token_id),
         "pad_id": int(tokenizer.pad_token_id),
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "tokenizer_type": cfg.tokenizer.type,
         "source": source.description,
         "stats": stats,
     }

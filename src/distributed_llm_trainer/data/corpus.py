@@ -8,6 +8,7 @@ slow to tokenize and not representative text.
 
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -40,11 +41,10 @@ def stdlib_files() -> list[Path]:
     """Sorted ``.py`` files of the standard library (no site-packages, tests or IDLE)."""
     root = stdlib_root()
     out: list[Path] = []
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root).parts
-        if any(p in _SKIP_DIRS or p.startswith("config-") for p in rel[:-1]):
-            continue
-        out.append(path)
+    for folder, dirs, files in os.walk(root):
+        # Prune skipped folders in place so their (large) trees are never walked.
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith("config-")]
+        out.extend(Path(folder) / f for f in files if f.endswith(".py"))
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 

@@ -8,6 +8,7 @@ exactly the next batch. Rank and world size come from the attached trainer (else
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import lightning as L
@@ -17,9 +18,16 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ..config.schema import Config
 from ..errors import UserError
+from .geometry import window_grid
 from .pipeline import PreparedData
 from .sampler import ShardedSampler, val_keys
-from .windows import PackedWindows, PaddedDocuments, passthrough, window_grid
+from .windows import PackedWindows, PaddedDocuments, passthrough
+
+
+def _stateful_loader(dataset: Any, **kw: Any) -> StatefulDataLoader:
+    with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch API on construction
+        warnings.filterwarnings("ignore", message=".*set_vital.*")
+        return StatefulDataLoader(dataset, **kw)
 
 
 class TokenDataModule(L.LightningDataModule):
@@ -58,12 +66,19 @@ class TokenDataModule(L.LightningDataModule):
         n, max_shift = window_grid(int(tokens.shape[0]), self.seq_len, shuffle_grid)
         return PackedWindows(tokens, self.seq_len), n, self.seq_len, max_shift
 
-    def train_windows(self) -> int:
-        """Training samples per epoch over all ranks (windows, or documents for ``pack: false``)."""
+    def train_windows(self) -> int | None:
+        """Training samples per epoch over all ranks (windows, or documents for ``pack: false``).
+
+        None for a streaming source: its length is unknown and its loader never ends (budget by steps/tokens).
+        """
+        if self.prepared.streaming:
+            return None
         return self._dataset("train")[1]
 
-    def train_batches_per_rank(self, world_size: int | None = None) -> int:
+    def train_batches_per_rank(self, world_size: int | None = None) -> int | None:
         """Exact micro-batches each rank runs per epoch (the sampler may drop up to world_size - 1 windows)."""
+        if self.prepared.streaming:
+            return None
         world = self._topology()[1] if world_size is None else world_size
         return -(-len(ShardedSampler(self.train_windows(), self._batch_size(), 0, world)) // self._batch_size())
 
@@ -87,8 +102,18 @@ class TokenDataModule(L.LightningDataModule):
         return kw
 
     # -- loaders ----------------------------------------------------------------------------------------
+    def _streaming_loader(self, rank: int, world: int) -> StatefulDataLoader:
+        from .streaming import StreamingWindows
+
+        ds = StreamingWindows(self.cfg, str(self.prepared.tokenizer_dir), rank, world)
+        kw = self._loader_kwargs()
+        kw.pop("collate_fn")  # the stream yields single samples: default stacking
+        return _stateful_loader(ds, batch_size=self._batch_size(), **kw)
+
     def train_dataloader(self) -> StatefulDataLoader:
         rank, world = self._topology()
+        if self.prepared.streaming:
+            return self._streaming_loader(rank, world)
         ds, n, stride, max_shift = self._dataset("train")
         if n == 0:
             raise UserError("data.seq_len", f"the train split has no window of seq_len + 1 = {self.seq_len + 1} tokens")
@@ -103,7 +128,7 @@ class TokenDataModule(L.LightningDataModule):
             max_shift=max_shift,
         )
         self._train_sampler.skip_once, self._skip_items = self._skip_items, 0
-        return StatefulDataLoader(
+        return _stateful_loader(
             ds, batch_size=self._batch_size(), sampler=self._train_sampler, drop_last=False, **self._loader_kwargs()
         )
 

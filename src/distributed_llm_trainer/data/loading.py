@@ -54,18 +54,23 @@ def _only_text(ds: Any, field: str, where: str) -> Any:
     return ds
 
 
-def _load_files(source: Source, cfg: DataConfig, workdir: Path, streaming: bool) -> Any:
+def _load_files(source: Source, cfg: DataConfig, workdir: Path | None, streaming: bool) -> Any:
     parts = []
-    for fmt, files in source.files_by_format().items():
+    groups = source.files_by_format()
+    if cfg.max_documents is not None and list(groups) == ["text"]:
+        groups["text"] = groups["text"][: cfg.max_documents]  # one document per file: read only what is used
+    for fmt, files in groups.items():
         where = str(files[0]) if len(files) == 1 else f"'{cfg.path}' ({fmt} files)"
         if fmt == "text":
-            if cfg.encoding_errors == "error":
-                for f in files:  # fail before building anything, naming the file and byte offset
-                    checked_copy(f, "error", workdir)
-            gen_kwargs = {"files": [str(f) for f in files], "errors": "replace"}
-            if streaming:
+            if streaming:  # bad bytes are reported (or replaced) when the stream reaches them
+                gen_kwargs = {"files": [str(f) for f in files], "errors": cfg.encoding_errors}
                 ds = datasets.IterableDataset.from_generator(_txt_documents, gen_kwargs=gen_kwargs)
             else:
+                if cfg.encoding_errors == "error":
+                    for f in files:  # fail before building anything, naming the file and byte offset
+                        checked_copy(f, "error", None)
+                assert workdir is not None
+                gen_kwargs = {"files": [str(f) for f in files], "errors": "replace"}
                 ds = datasets.Dataset.from_generator(
                     _txt_documents, gen_kwargs=gen_kwargs, cache_dir=str(workdir / "hf"), keep_in_memory=False
                 )
@@ -73,11 +78,10 @@ def _load_files(source: Source, cfg: DataConfig, workdir: Path, streaming: bool)
             continue
         paths = [str(f) for f in files]
         if fmt in _TEXT_FORMATS:
-            paths = [str(checked_copy(f, cfg.encoding_errors, workdir / "utf8")) for f in files]
+            paths = [str(checked_copy(f, cfg.encoding_errors, workdir / "utf8" if workdir else None)) for f in files]
+        cache_dir = str(workdir / "hf") if workdir is not None else None
         try:
-            ds = datasets.load_dataset(
-                fmt, data_files=paths, split="train", streaming=streaming, cache_dir=str(workdir / "hf")
-            )
+            ds = datasets.load_dataset(fmt, data_files=paths, split="train", streaming=streaming, cache_dir=cache_dir)
         except Exception as e:  # noqa: BLE001 - a malformed file is a user problem; name it in one line
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise UserError("data.path", f"cannot read {where} as {fmt}: {first}; fix the file") from None
@@ -106,8 +110,11 @@ def _load_hub(source: Source, cfg: DataConfig, streaming: bool) -> Any:
     return _only_text(ds, cfg.text_field, source.description)
 
 
-def load_documents(source: Source, cfg: DataConfig, workdir: Path, streaming: bool = False) -> Any:
-    """``datasets.Dataset`` (or ``IterableDataset`` when streaming) with one ``text`` column, source order."""
+def load_documents(source: Source, cfg: DataConfig, workdir: Path | None, streaming: bool = False) -> Any:
+    """``datasets.Dataset`` (or ``IterableDataset`` when streaming) with one ``text`` column, source order.
+
+    ``workdir`` holds Arrow files made from local sources; streaming makes none and passes None.
+    """
     datasets.disable_progress_bars()
     if source.kind == "hub":
         return _load_hub(source, cfg, streaming)

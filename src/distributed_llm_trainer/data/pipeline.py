@@ -19,11 +19,12 @@ import numpy as np
 from transformers import PreTrainedTokenizerFast
 
 from ..config.schema import Config
+from ..errors import UserError
 from .cache import atomic_build, cache_key, cache_root, is_complete, locked, read_meta, touch
+from .geometry import check_windows
 from .preprocess import preprocess_settings
 from .sources import Source, resolve_source
 from .tokenizer import check_vocab_size, load_tokenizer, tokenizer_settings
-from .windows import check_windows
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class PreparedData:
     train_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     val_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     tokenizer_dir: Path | None = None
+    streaming: bool = False  # train is empty: the loader tokenizes the source on the fly
 
     @property
     def vocab_size(self) -> int:
@@ -59,6 +61,7 @@ def key_parts(cfg: Config, source: Source) -> dict[str, Any]:
         "tokenizer": tokenizer_settings(cfg.tokenizer),
         "preprocess": preprocess_settings(cfg.data),
         "split": {"mode": cfg.data.split, "val_fraction": cfg.data.val_fraction, "seed": cfg.run.seed},
+        "streaming": cfg.data.streaming,
     }
 
 
@@ -72,7 +75,7 @@ def _open_tokens(path: Path, dtype: str) -> np.ndarray:
 def load_entry(entry: Path) -> PreparedData:
     """Open a published cache entry (memmaps, no copies)."""
     meta = read_meta(entry)
-    tokenizer = load_tokenizer(entry / "tokenizer")
+    tokenizer = load_tokenizer(entry / "tokenizer", auto=meta.get("tokenizer_type") == "hf")
     stats = dict(meta["stats"])
     return PreparedData(
         tokenizer=tokenizer,
@@ -84,11 +87,17 @@ def load_entry(entry: Path) -> PreparedData:
         train_offsets=np.load(entry / "train_docs.npy"),
         val_offsets=np.load(entry / "val_docs.npy"),
         tokenizer_dir=entry / "tokenizer",
+        streaming=bool(meta.get("streaming", False)),
     )
 
 
 def _build(cfg: Config, source: Source, root: Path, key: str) -> Path:
-    from .build import build_entry  # lazy: pulls in datasets (~1 s), not needed on a cache hit
+    # Lazy imports: they pull in datasets (~1 s), which a cache hit does not need.
+    if cfg.data.streaming:
+        from .stream_build import build_stream_entry
+
+        return atomic_build(root, key, lambda out: build_stream_entry(cfg, source, out, key))
+    from .build import build_entry
 
     workdir = Path(tempfile.mkdtemp(prefix=f".work-{key}-", dir=root))  # local Arrow files, deleted below
     try:
@@ -104,6 +113,12 @@ def prepare_data(cfg: Config) -> PreparedData:
     source = resolve_source(cfg.data)
     key = cache_key(key_parts(cfg, source))
     root = cache_root(cfg)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(
+            "data.cache_dir", f"cannot create the token cache at {root} ({e.strerror}); pick a writable folder"
+        )
     entry = root / key
     hit = is_complete(entry)
     if not hit:
@@ -115,6 +130,7 @@ def prepare_data(cfg: Config) -> PreparedData:
     touch(entry)
     prepared = load_entry(entry)
     s = prepared.stats
-    check_windows(s["train_tokens"], s["val_tokens"], s["train_documents"], cfg.data)
+    if not prepared.streaming:
+        check_windows(s["train_tokens"], s["val_tokens"], s["train_documents"], cfg.data)
     s.update(seconds=round(time.perf_counter() - t0, 3), cache_hit=hit, cache_key=key, cache_dir=str(entry))
     return prepared

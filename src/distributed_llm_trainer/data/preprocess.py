@@ -70,6 +70,15 @@ def preprocess_settings(cfg: DataConfig) -> dict[str, Any]:
     }
 
 
+def _valid_unicode(text: str) -> str:
+    """Replace lone surrogates (e.g. from JSON ``\\ud800`` escapes): the Rust tokenizer cannot take them."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 class Preprocessor:
     """Batched ``datasets.map`` function: ``{"text": [str, ...]} -> {"text": [str, ...]}`` (may shrink).
 
@@ -87,7 +96,7 @@ class Preprocessor:
 
     def texts(self, texts: list[str | None]) -> list[str]:
         """Apply all steps to one batch of documents."""
-        out = ["" if t is None else t for t in texts]
+        out = ["" if t is None else _valid_unicode(t) for t in texts]
         if self.normalize != "none":
             out = [unicodedata.normalize(self.normalize, t) for t in out]
         if self.strip:

@@ -156,14 +156,17 @@ def save_tokenizer(tok: PreTrainedTokenizerFast, folder: Path) -> None:
     tok.save_pretrained(str(folder))
 
 
-def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
-    """Reload a tokenizer written by ``save_tokenizer`` (same ids, eos and pad)."""
-    from transformers import AutoTokenizer
+def load_tokenizer(folder: str | Path, auto: bool = False) -> PreTrainedTokenizerFast:
+    """Reload a tokenizer written by ``save_tokenizer`` (same ids, eos and pad).
 
-    try:
+    Our own tokenizers load as plain ``PreTrainedTokenizerFast`` (fast: no model-registry import); ``auto``
+    restores a pretrained tokenizer's own class through ``AutoTokenizer`` (no remote code).
+    """
+    if auto:
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(str(folder), use_fast=True, trust_remote_code=False)
-    except (ValueError, KeyError, OSError):
-        return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 
 def tokenizer_fingerprint(tok: PreTrainedTokenizerFast) -> str:

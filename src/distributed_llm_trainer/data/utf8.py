@@ -48,13 +48,19 @@ def read_text(path: Path, errors: str) -> str:
         return data.decode("utf-8", errors="replace")
 
 
-def checked_copy(path: Path, errors: str, workdir: Path) -> Path:
+def checked_copy(path: Path, errors: str, workdir: Path | None) -> Path:
     """``path`` if it is valid UTF-8; else fail (errors=error) or write a repaired copy into ``workdir``."""
     offset = first_invalid_byte(path)
     if offset is None:
         return path
     if errors == "error":
         raise _error(path, offset)
+    if workdir is None:  # streaming reads the original file: nowhere to put a repaired copy
+        raise UserError(
+            "data.encoding_errors",
+            f"{path}: invalid UTF-8 at byte offset {offset}; streaming cannot repair json/csv files, "
+            "re-encode the file or set data.streaming=false",
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     fixed = workdir / f"{len(list(workdir.iterdir())):05d}-{path.name}"
     fixed.write_text(read_text(path, "replace"), encoding="utf-8")

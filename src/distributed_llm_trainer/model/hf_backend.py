@@ -92,7 +92,7 @@ def build_hf_model(cfg: ModelConfig, vocab_size: int, seq_len: int) -> HFCausalL
                 f"checkpoint vocabulary ({hf.config.vocab_size}) is smaller than the tokenizer's ({vocab_size}); "
                 "use the checkpoint's tokenizer (tokenizer.type: hf, tokenizer.name_or_path: the same dir)",
             )
-        return HFCausalLM(hf, args_from_hf(hf.config, args))
+        return _finish(hf, args)
     try:
         config_cls = type(AutoConfig.for_model(args.hf_model_type))
     except (ValueError, KeyError) as e:
@@ -110,6 +110,16 @@ def build_hf_model(cfg: ModelConfig, vocab_size: int, seq_len: int) -> HFCausalL
         hf = AutoModelForCausalLM.from_config(
             config, attn_implementation="eager", trust_remote_code=common["trust_remote_code"]
         )
+    return _finish(hf, args)
+
+
+def _finish(hf: nn.Module, args: ModelArgs) -> HFCausalLM:
+    if args.activation_checkpointing:
+        kw = {"use_reentrant": False}
+        if hasattr(hf, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+        else:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
     return HFCausalLM(hf, args_from_hf(hf.config, args))
 
 

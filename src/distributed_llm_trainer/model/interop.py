@@ -244,8 +244,7 @@ def load_hf_weights(model: nn.Module, hf_dir: str | Path) -> None:
             raise UserError("model.init_from", f"{k}: checkpoint has {got}, model needs {tuple(v.shape)}")
     if any(p.is_meta for p in model.parameters()):
         model.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in sd.items()}, assign=True)
-        if model.args.tie_embeddings:
-            model.lm_head.weight = model.wte.weight
+        model.tie_weights()
     else:
         model.load_state_dict(sd)
 
@@ -294,7 +293,8 @@ def build_native_from_hf(cfg: ModelConfig, vocab_size: int, seq_len: int) -> Nat
     arch = _arch_from_hf_config(c, path)
     for k, v in arch.items():
         mine = getattr(cfg, k)
-        if mine is not None and k != "max_position_embeddings" and mine != v:
+        grows = k == "max_position_embeddings" and arch["family"] == "llama"  # RoPE: any window works
+        if mine is not None and not grows and mine != v:
             raise UserError(f"model.{k}", f"{mine!r} conflicts with {v!r} of the init_from checkpoint; remove it")
     ckpt_vocab = int(c["vocab_size"])
     if ckpt_vocab < vocab_size:
@@ -304,7 +304,8 @@ def build_native_from_hf(cfg: ModelConfig, vocab_size: int, seq_len: int) -> Nat
             "checkpoint's tokenizer (tokenizer.type: hf, tokenizer.name_or_path: the same dir)",
         )
     preset = "gpt-debug" if arch["family"] == "gpt2" else "llama-debug"
-    arch = {k: v for k, v in arch.items() if not (k == "max_position_embeddings" and cfg.max_position_embeddings)}
+    if cfg.max_position_embeddings:
+        arch["max_position_embeddings"] = cfg.max_position_embeddings
     args = resolve_model_args(cfg.model_copy(update={**arch, "name": preset}), ckpt_vocab, seq_len)
     with torch.device("meta"):
         model = NativeTransformer(args.replace(name=cfg.name))

@@ -46,13 +46,21 @@ class NativeTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(args, i) for i in range(args.num_layers))
         self.norm_f = make_norm(args)
         self.lm_head = nn.Linear(D, args.vocab_size, bias=False)
-        if args.tie_embeddings:
-            self.lm_head.weight = self.wte.weight
         self.init_weights()
+
+    def tie_weights(self) -> None:
+        """Share the embedding with the output head (again: ``to_empty`` after meta-device init unties them)."""
+        if self.args.tie_embeddings and self.lm_head.weight is not self.wte.weight:
+            self.lm_head.weight = self.wte.weight
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """GPT-2/Llama init: N(0, 0.02); residual output projections N(0, 0.02/sqrt(2L)); zero biases."""
+        """GPT-2/Llama init: N(0, 0.02); residual output projections N(0, 0.02/sqrt(2L)); zero biases.
+
+        Re-ties the embeddings first, so ``with torch.device("meta"): build_model(...)``, then
+        ``model.to_empty(device=...)`` and ``model.init_weights()`` gives a fully initialized model.
+        """
+        self.tie_weights()
         std = 0.02
         proj_std = std / math.sqrt(2 * self.args.num_layers)
         for name, module in self.named_modules():

@@ -91,7 +91,14 @@ _OVERRIDES = (
 
 
 def resolve_model_args(cfg: ModelConfig, vocab_size: int, seq_len: int) -> ModelArgs:
-    """Preset ``cfg.name`` with every non-None field of ``cfg`` applied on top; checked for consistency."""
+    """Preset ``cfg.name`` with every non-None field of ``cfg`` applied on top; checked for consistency.
+
+    Derived defaults: a new hidden_size without intermediate_size gets the family's MLP width (gpt2: 4h, llama:
+    8h/3 rounded up to 256); new heads without key/value heads keep the preset's kv heads when they divide, else
+    full multi-head attention; a new family takes that family's bias/tying conventions. llama's
+    max_position_embeddings grows to seq_len (RoPE); gpt2's learned positions cannot, so seq_len beyond them is an
+    error. ``vocab_size`` always comes from the tokenizer.
+    """
     if cfg.name not in PRESETS:
         raise UserError("model.name", f"unknown preset {cfg.name!r}; valid: {', '.join(PRESETS)}")
     if vocab_size < 1:

@@ -15,9 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .files import ENV_FILE
 from .redact import redact
 
-ENV_FILE = "environment.json"
 _PACKAGES = ("torch", "lightning", "transformers", "datasets", "tokenizers", "wandb", "numpy")
 
 

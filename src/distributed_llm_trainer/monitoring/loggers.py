@@ -7,7 +7,6 @@ secrets masked. W&B runs online only with an API key and a reachable service; ot
 
 from __future__ import annotations
 
-import csv
 import os
 import secrets
 import socket
@@ -18,75 +17,30 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..config.schema import Config
+from .csv_logger import ResumableCSVLogger, as_dict
 from .environment import write_environment
 from .redact import redact
 
 _PROBE_TIMEOUT_S = 3.0
 
 
-# ---- CSV ----------------------------------------------------------------------------------------------------------
-class _ResumableWriter(ExperimentWriter):
-    """Lightning's writer deletes an existing metrics.csv when the folder is not empty (every run dir has
-    config.yaml) and rewrites it with only the new keys; here a resumed run keeps its history and header."""
-
-    def _check_log_dir_exists(self) -> None:
-        if os.path.isfile(self.metrics_file_path):
-            try:
-                with open(self.metrics_file_path, newline="") as f:
-                    header = next(csv.reader(f), [])
-                self.metrics_keys = sorted(set(header))
-            except OSError:
-                pass
-
-    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
-        with open(self.metrics_file_path, newline="") as f:
-            # a crash can leave a short last row (missing cells: fine) or junk cells (key None: dropped)
-            rows = [{k: v for k, v in r.items() if k is not None} for r in csv.DictReader(f)]
-        with open(self.metrics_file_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-
-
-class RunCSVLogger(CSVLogger):
-    """metrics.csv and hparams.yaml directly in the run dir, appended at every logging call so that a run that
-    is still going or has crashed can be reported on (Lightning flushes every N steps only)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(save_dir=str(run_dir), name="", version="")
-
-    @property
-    def experiment(self) -> ExperimentWriter:  # type: ignore[override]
-        if self._experiment is None:
-            os.makedirs(self.log_dir, exist_ok=True)
-            self._experiment = _ResumableWriter(log_dir=self.log_dir)
-        return self._experiment
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any = None) -> None:
-        super().log_hyperparams(redact(_as_dict(params)))
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        super().log_metrics(metrics, step)
-        self.save()  # one appended row per call: cheap at the logging interval
-
-
 # ---- TensorBoard --------------------------------------------------------------------------------------------------
 class RunTensorBoardLogger(TensorBoardLogger):
     """Event files in run_dir/tensorboard; hyper-parameters reach the HParams tab and the config the Text tab."""
 
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+        # purge_step: a resumed run hides the events the crashed one wrote after its checkpoint (TensorBoard
+        # would otherwise show both versions of those steps)
+        super().__init__(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False,
+                         purge_step=purge_step)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None) -> None:
-        params = redact(_as_dict(params))
+        params = redact(as_dict(params))
         super().log_hyperparams(params, metrics, step)
         if metrics is not None:  # Lightning already wrote the hparams summaries
             return
@@ -110,6 +64,10 @@ class RunWandbLogger(WandbLogger):
 
     sync_dir: str | None = None
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._wandb_init.pop("anonymous", None)  # deprecated in wandb: passing it at all prints a warning
+
     @property
     def experiment(self) -> Any:  # type: ignore[override]
         created = self._experiment is None
@@ -128,7 +86,7 @@ class RunWandbLogger(WandbLogger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
-        super().log_hyperparams(redact(_as_dict(params)))
+        super().log_hyperparams(redact(as_dict(params)))
 
 
 def wandb_mode(mode: str) -> str:
@@ -197,13 +155,16 @@ def _build_wandb(cfg: Config, run_dir: Path, run_name: str) -> RunWandbLogger:
 
 
 # ---- public API ---------------------------------------------------------------------------------------------------
-def build_loggers(cfg: Config, run_dir: Path, run_name: str) -> list[Any]:
-    """Loggers for rank 0 (call it there only); also records environment.json for the report."""
+def build_loggers(cfg: Config, run_dir: Path, run_name: str, resume_step: int | None = None) -> list[Any]:
+    """Loggers for rank 0 (call it there only); also records environment.json for the report.
+
+    ``resume_step``: the global step of the checkpoint a resumed run starts from (TensorBoard drops later events).
+    """
     run_dir = Path(run_dir)
     write_environment(run_dir)
-    loggers: list[Any] = [RunCSVLogger(run_dir)]
+    loggers: list[Any] = [ResumableCSVLogger(run_dir)]
     if cfg.logging.tensorboard:
-        loggers.append(RunTensorBoardLogger(run_dir))
+        loggers.append(RunTensorBoardLogger(run_dir, purge_step=None if resume_step is None else resume_step + 1))
     if cfg.logging.wandb.enabled:
         loggers.append(_build_wandb(cfg, run_dir, run_name))
     return loggers
@@ -232,9 +193,3 @@ def finish_loggers(loggers: list[Any]) -> str | None:
         except Exception as e:  # a logger failing at exit must not hide the run's results
             print(f"warning: closing {type(logger).__name__} failed: {e}", file=sys.stderr)
     return wandb_sync_hint(loggers)
-
-
-def _as_dict(params: Any) -> dict[str, Any]:
-    from lightning.fabric.utilities.logger import _convert_params
-
-    return dict(_convert_params(params) or {})

@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .files import LOSS_FILE, REPORT_FILE
 from .redact import redact, redact_text
 from .report_data import RunData, finite, read_run
 from .report_plots import Plot, all_plots, loss_plot
 
-REPORT_FILE = "report.html"
-LOSS_FILE = "loss.png"
 _MAX_EVALS_SHOWN = 8  # sample sections of older evaluations beyond this are summarised in one line
 
 CSS = """
@@ -41,6 +40,8 @@ figure img{width:100%;height:auto;display:block}figcaption{font-size:12px;color:
 pre{background:#f4f6f8;border:1px solid #dde2e7;border-radius:6px;padding:10px;font-size:12px;overflow:auto;
  white-space:pre-wrap;word-break:break-word;max-height:520px}
 .muted{color:#5f6b76;font-size:13px}
+table.samples{width:100%}table.samples td:nth-child(-n+2){width:1%;white-space:nowrap}
+pre.sample{margin:0;padding:4px 6px;max-height:160px;border:0}
 """
 
 
@@ -120,24 +121,22 @@ def _samples_html(data: RunData) -> str:
     parts = []
     final = (data.summary or {}).get("samples") or {}
     if final:
-        parts.append("<h3>end of run</h3>")
-        parts.append(_sample_table([(p, t) for p, t in final.items()]))
-    by_step: dict[Any, list[tuple[str, str]]] = {}
-    for r in data.samples:
-        by_step.setdefault(r.get("step"), []).append((str(r.get("prompt", "")), str(r.get("text", ""))))
-    steps = list(by_step)
+        parts.append("<p>end of run</p>" + _sample_table([("end", p, t) for p, t in final.items()]))
+    steps = list(dict.fromkeys(r.get("step") for r in data.samples))
     shown = steps[-_MAX_EVALS_SHOWN:][::-1]  # newest evaluation first
-    for step in shown:
-        parts.append(f"<h3>evaluation at step {_e(_fmt(step))}</h3>")
-        parts.append(_sample_table(by_step[step]))
+    rows = [(_fmt(step), str(r.get("prompt", "")), str(r.get("text", "")))
+            for step in shown for r in data.samples if r.get("step") == step]
+    if rows:
+        parts.append("<p>at evaluations</p>" + _sample_table(rows))
     if len(steps) > len(shown):
         parts.append(f'<p class="muted">{len(steps) - len(shown)} earlier evaluation(s) in samples.jsonl.</p>')
     return "".join(parts) or '<p class="muted">no samples (logging.sample_tokens is 0, or no evaluation yet)</p>'
 
 
-def _sample_table(rows: list[tuple[str, str]]) -> str:
-    body = "".join(f"<tr><td><code>{_e(repr(p))}</code></td><td><pre>{_e(t)}</pre></td></tr>" for p, t in rows)
-    return f"<table><tr><th>prompt</th><th>text</th></tr>{body}</table>"
+def _sample_table(rows: list[tuple[str, str, str]]) -> str:
+    body = "".join(f"<tr><td class=num>{_e(s)}</td><td><code>{_e(repr(p))}</code></td><td><pre class=sample>"
+                   f"{_e(t)}</pre></td></tr>" for s, p, t in rows)
+    return f"<table class=samples><tr><th>step</th><th>prompt</th><th>text</th></tr>{body}</table>"
 
 
 def _status(data: RunData) -> str:
@@ -174,7 +173,7 @@ def render_html(data: RunData, plots: list[Plot]) -> str:
                     else '<p class="muted">no config.yaml</p>')
     sections.append("<h2>environment</h2>")
     if env:
-        rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in env.items()]
+        rows = [(k, (", ".join(map(str, v)) or "none") if isinstance(v, list) else v) for k, v in env.items()]
         if "ram_bytes" in env:
             rows.append(("ram", f"{env['ram_bytes'] / 2**30:.1f} GiB"))
         sections.append(_table(rows))

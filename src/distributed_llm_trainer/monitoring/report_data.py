@@ -5,6 +5,7 @@ config.yaml, environment.json and samples.jsonl. Only metrics.csv is needed; eve
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import read_environment
-from .samples import SAMPLES_FILE
+from .files import METRICS_FILE, SAMPLES_FILE
 
 Series = list[tuple[float, float]]  # (step, value), sorted by step
 
@@ -76,11 +77,16 @@ def read_metrics_csv(path: Path, notes: list[str] | None = None) -> dict[str, Se
     notes = notes if notes is not None else []
     values: dict[str, dict[float, float]] = {}
     try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            rows = list(csv.reader(f))
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as e:
         notes.append(f"metrics.csv unreadable: {e.strerror}")
         return {}
+    if text and not text.endswith("\n"):
+        # Rows are written whole, newline last: a missing final newline means the run is writing right now or
+        # died mid-row, and the cut row's last cell may be a truncated number ("0.0" of "0.0001"). Drop it.
+        text = text[: text.rfind("\n") + 1]
+        notes.append("last row of metrics.csv incomplete (still being written, or the run stopped); skipped")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows:
         notes.append("metrics.csv is empty")
         return {}
@@ -91,11 +97,8 @@ def read_metrics_csv(path: Path, notes: list[str] | None = None) -> dict[str, Se
     i_step = header.index("step")
     i_epoch = header.index("epoch") if "epoch" in header else None
     skipped = 0
-    for n, row in enumerate(body):
-        if len(row) > len(header) or len(row) <= i_step:
-            skipped += 1
-            continue
-        if len(row) < len(header) and n < len(body) - 1:  # only the last row may be cut short by a crash
+    for row in body:
+        if len(row) != len(header):
             skipped += 1
             continue
         step = _number(row[i_step])
@@ -143,7 +146,7 @@ def read_samples(path: Path, notes: list[str]) -> list[dict[str, Any]]:
 def read_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
     data = RunData(run_dir=run_dir)
-    metrics = run_dir / "metrics.csv"
+    metrics = run_dir / METRICS_FILE
     if metrics.is_file():
         data.series = read_metrics_csv(metrics, data.notes)
     else:

@@ -33,7 +33,7 @@ def render(title: str, lines: list[Line], xlabel: str, ylabel: str, x_scale: flo
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import EngFormatter
+    from matplotlib.ticker import EngFormatter, FuncFormatter, NullFormatter
 
     fig = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(fig)
@@ -50,12 +50,19 @@ def render(title: str, lines: list[Line], xlabel: str, ylabel: str, x_scale: flo
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     if max(abs(v * ln.scale) for ln in lines for _, v in ln.points) >= 1e4:  # 12k, 1.5M: short tick labels
         ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+    elif not logy:  # 0.00060 would push the axis label off the figure: 6 with a "1e-4" multiplier on top
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 4))
     if logy and all(v * ln.scale > 0 for ln in lines for _, v in ln.points):
         ax.set_yscale("log")
+        # "0.6", not "6 x 10^-1", which pushes the axis label out; minor ticks labelled within one decade only
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ys = [v * ln.scale for ln in lines for _, v in ln.points]
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain if max(ys) / min(ys) < 10 else NullFormatter())
     ax.grid(True, alpha=0.3)
     if len(lines) > 1:
         ax.legend(fontsize=8)
-    fig.subplots_adjust(left=0.12, right=0.97, top=0.9, bottom=0.15)  # fixed margins: tight_layout is slow
+    fig.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=0.15)  # fixed margins: tight_layout is slow
     buf = io.BytesIO()
     fig.savefig(buf, format="png", facecolor="white")
     return buf.getvalue()

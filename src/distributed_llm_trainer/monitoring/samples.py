@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 
-SAMPLES_FILE = "samples.jsonl"
+from .files import SAMPLES_FILE
 
 
 def _needs_all_ranks(trainer: L.Trainer) -> bool:

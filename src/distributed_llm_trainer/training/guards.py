@@ -32,13 +32,14 @@ class Preemption(L.Callback):
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        """Call before ``trainer.fit`` so Lightning keeps our SIGTERM handler (it only adds one if none is set)."""
+        """Route SIGTERM (and SIGUSR1 outside SLURM) to a flag checked at the next step boundary."""
         sigs = [signal.SIGTERM]
         under_slurm = bool(os.environ.get("SLURM_JOB_ID"))
         if not under_slurm and hasattr(signal, "SIGUSR1"):
             sigs.append(signal.SIGUSR1)
         for sig in sigs:
-            self._previous[sig] = signal.signal(sig, self._handler)
+            previous = signal.signal(sig, self._handler)
+            self._previous.setdefault(sig, previous)
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
@@ -50,6 +51,12 @@ class Preemption(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_step = trainer.global_step
+        # Lightning has registered its own SIGTERM handler by now (it raises and exits with code 1 at the next
+        # batch): ours replaces it for the fit, and Lightning's teardown restores the handlers from before.
+        self.install()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.uninstall()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         stepped = trainer.global_step != self._last_step  # an optimizer-step boundary (not mid-accumulation)

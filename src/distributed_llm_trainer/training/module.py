@@ -173,9 +173,18 @@ class LMModule(L.LightningModule):
             "tokenizer_fingerprint": self.tokenizer_fingerprint,
             "vocab_size": self.vocab_size,
             "initial_val_loss": self.initial_val_loss,
+            # the partial logging window, so a resumed run logs exactly what an uninterrupted one does
+            "train_stats": {"loss_sum": self._loss_sum, "loss_count": self._loss_count, "grad_norm": self._grad_norm,
+                            "skipped": self._skipped, "consecutive_bad": self._consecutive_bad},
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ours = checkpoint.get(CHECKPOINT_KEY, {})
         self._pending_rng = ours.get("rng")
         self.initial_val_loss = ours.get("initial_val_loss")
+        stats = ours.get("train_stats")
+        if stats:
+            on = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in stats.items()}
+            self._loss_sum, self._loss_count = on["loss_sum"], on["loss_count"]
+            self._grad_norm, self._skipped = on["grad_norm"], on["skipped"]
+            self._consecutive_bad = on["consecutive_bad"]

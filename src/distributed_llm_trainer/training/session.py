@@ -124,7 +124,6 @@ class Session:
                                     resumed=resume_from)
             if skip_items:
                 self.dm.skip_after_restore(skip_items)
-            self.preemption.install()
             try:
                 self.trainer.fit(self.module, datamodule=self.dm,
                                  ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
