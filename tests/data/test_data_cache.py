@@ -107,3 +107,21 @@ def test_concurrent_processes_build_once(tmp_path: Path, make_cfg) -> None:
     assert hits == [False, True, True]  # one process built, the others waited and read the cache
     assert len({r[1] for r in results}) == 1 and len({r[2] for r in results}) == 1
     assert len([p for p in cache_root(cfg).iterdir() if p.is_dir()]) == 1
+
+
+def test_leftovers_of_a_killed_build_are_never_trusted(tmp_path: Path, make_cfg) -> None:
+    from distributed_llm_trainer.data.cache import cache_key
+    from distributed_llm_trainer.data.pipeline import key_parts
+    from distributed_llm_trainer.data.sources import resolve_source
+
+    path = write_jsonl(tmp_path / "d.jsonl", DOCS * 5)
+    cfg = make_cfg(f"data.path={path}")
+    key = cache_key(key_parts(cfg, resolve_source(cfg.data)))
+    root = cache_root(cfg)
+    for stale in (f".tmp-{key}-dead", f".work-{key}-dead"):  # what a SIGKILL mid-build leaves
+        (root / stale).mkdir(parents=True)
+        (root / stale / "meta.json").write_text("{}")
+        (root / stale / "train.bin").write_bytes(b"\0" * 10)
+    p = prepare_data(cfg)
+    assert p.stats["cache_hit"] is False and p.train.size > 10
+    assert sorted(x.name for x in root.iterdir() if x.is_dir()) == [key]

@@ -79,3 +79,27 @@ def test_lightning_resume_continues_with_the_next_batch(tmp_path: Path, make_cfg
     for step in (2, per_epoch, per_epoch + 1):  # mid-epoch, last batch of epoch 0, first of epoch 1
         resumed = _fit(cfg, tmp_path / "ck2", every=None, ckpt_path=str(tmp_path / "ck" / f"step={step}.ckpt"))
         assert resumed == ref[step:], step
+
+
+def test_no_validation_split_is_an_empty_val_loader(tmp_path: Path, make_cfg) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", ["some text for training " * 20] * 4)
+    cfg = make_cfg(f"data.path={path}", "data.val_fraction=0", "training.batch_size=2")
+    dm = TokenDataModule(cfg, prepare_data(cfg))
+    assert dm.val_dataloader() == []
+
+    class WithVal(Recorder):
+        def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+            raise AssertionError("no validation data")
+
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        use_distributed_sampler=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    model = WithVal()
+    trainer.fit(model, datamodule=dm)
+    assert len(model.seen) == 2

@@ -30,7 +30,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         cfg = load_config(REPO / "config" / "debug.yaml", [
             f"run.output_dir={out}", "run.name=mon", "logging.tensorboard=true", "logging.wandb.enabled=true",
             "logging.progress_bar=true", "logging.sample_prompts=[\"\\n\", \"the \"]", "checkpoint.export_hf=false"])
-        summary = train(cfg, str(REPO / "config" / "debug.yaml"))
+        try:
+            summary = train(cfg, str(REPO / "config" / "debug.yaml"))
+        finally:
+            import wandb
+
+            if wandb.run is not None:  # a failed run must not leave its W&B run to the next test
+                wandb.finish()
     return {"dir": out / "mon", "summary": summary}
 
 

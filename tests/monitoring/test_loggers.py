@@ -30,6 +30,10 @@ SYSTEM_KEYS = {"system/cpu_percent", "system/ram_used_bytes", "system/process_rs
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One 6-step run with every logger (W&B in auto mode with an API key but no network) and all callbacks."""
+    import wandb
+
+    if wandb.run is not None:  # a run left open by a test that failed earlier would be reused by W&B
+        wandb.finish()
     run_dir = tmp_path_factory.mktemp("run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_API_KEY", FAKE_KEY)

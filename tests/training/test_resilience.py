@@ -131,7 +131,7 @@ def test_consecutive_bad_steps_roll_back(tmp_path: Path, monkeypatch: pytest.Mon
 def test_loss_spike_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DLT_FAULT_SPIKE_AT_STEPS", "16")
     args = train_args(tmp_path, "sp", "training.max_steps=18", "checkpoint.every_n_steps=5",
-                      "training.spike_factor=1.5", "checkpoint.export_hf=false", "training.learning_rate=0.01")
+                      "training.spike_factor=1.3", "checkpoint.export_hf=false", "training.learning_rate=0.01")
     assert cli(args)[0] == 0
     log = [json.loads(line) for line in (tmp_path / "sp" / "rollbacks.jsonl").read_text().splitlines()]
     assert log[0]["bad_step"] == 16 and log[0]["restart_step"] == 15 and "running mean" in log[0]["reason"]

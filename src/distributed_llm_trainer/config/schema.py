@@ -121,7 +121,8 @@ class TrainingConfig(Section):
         "auto", description="auto: bf16-mixed on GPUs that support it, else 32."
     )
     eval_interval: int = Field(100, gt=0, description="Validate every this many optimizer steps.")
-    eval_steps: int = Field(20, gt=0, description="Validation batches per evaluation.")
+    eval_steps: int = Field(20, gt=0,
+        description="Validation batches per evaluation, over all ranks together.")
     fused_adamw: bool | None = Field(None, description="Fused AdamW kernel; default: on for CUDA.")
     fp8: bool = Field(False, description="FP8 training on Hopper GPUs through torchao float8.")
     tf32: bool = Field(True, description="Allow TF32 matmuls on CUDA.")
@@ -173,7 +174,7 @@ class WandbConfig(Section):
     project: str = Field("distributed_llm_trainer", description="W&B project.")
     entity: str | None = Field(None, description="W&B entity (team or user).")
     tags: list[str] = Field(default_factory=list, description="W&B run tags.")
-    mode: Literal["auto", "online", "offline"] = Field("auto", description="auto: online with an API key, else offline.")
+    mode: Literal["auto", "online", "offline"] = Field("auto", description="auto: online with a key, else offline.")
 
 
 class LoggingConfig(Section):

@@ -3,7 +3,8 @@
 Layout: ``<root>/<key>/`` holds ``meta.json``, ``train.bin``, ``val.bin``, ``train_docs.npy``,
 ``val_docs.npy`` and ``tokenizer/``. An entry is built in ``<root>/.tmp-<key>-<random>/`` and renamed into
 place in one step, so a reader sees either nothing or a complete entry; a failed build removes its temp
-folder, and a crashed one leaves only a ``.tmp-*`` folder that nothing trusts (cleaned by the next build).
+folder, and a crashed one leaves only ``.tmp-*``/``.work-*`` folders that nothing trusts (cleaned by the next
+build of the same key).
 """
 
 from __future__ import annotations
@@ -64,15 +65,15 @@ def locked(root: Path, key: str) -> Iterator[None]:
         lock.release()
 
 
-def _remove_stale(root: Path, key: str) -> None:
-    # Called under the key's lock: any temp folder of this key belongs to a process that died mid-build.
-    for tmp in root.glob(f".tmp-{key}-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+def remove_stale(root: Path, key: str) -> None:
+    """Delete temp/work folders of ``key`` (call under its lock: they belong to a process that died mid-build)."""
+    for pattern in (f".tmp-{key}-*", f".work-{key}-*"):
+        for tmp in root.glob(pattern):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_build(root: Path, key: str, build: Callable[[Path], None]) -> Path:
     """Run ``build(tmp_folder)`` and publish it as ``<root>/<key>``; on any error leave nothing behind."""
-    _remove_stale(root, key)
     entry = root / key
     tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)

@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerFast
 
 from ..config.schema import Config
 from ..errors import UserError
-from .cache import atomic_build, cache_key, cache_root, is_complete, locked, read_meta, touch
+from .cache import atomic_build, cache_key, cache_root, is_complete, locked, read_meta, remove_stale, touch
 from .geometry import check_windows
 from .preprocess import preprocess_settings
 from .sources import Source, resolve_source
@@ -126,6 +126,7 @@ def prepare_data(cfg: Config) -> PreparedData:
             hit = is_complete(entry)  # another rank may have built it while we waited
             if not hit:
                 log.info("data: tokenizing %s into %s", source.description, entry)
+                remove_stale(root, key)
                 _build(cfg, source, root, key)
     touch(entry)
     prepared = load_entry(entry)

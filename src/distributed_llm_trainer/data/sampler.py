@@ -121,8 +121,12 @@ class ShardedSampler(torch.utils.data.Sampler[int]):
 
 
 def val_keys(n_items: int, rank: int, world_size: int, stride: int = 1) -> list[int]:
-    """Deterministic val shard: ``ceil(n / W)`` items per rank, wrapping around so every rank has as many."""
+    """Deterministic val shard: ``ceil(n / W)`` items per rank, wrapping around so every rank has as many.
+
+    Strided (rank ``r`` reads items ``r, r + W, r + 2W, ...``) so the first ``k`` batches of all ranks together
+    are the first ``k * W`` batches of a single process: the val loss does not depend on the world size.
+    """
     if n_items <= 0:
         return []
     per_rank = -(-n_items // world_size)
-    return [stride * ((rank * per_rank + i) % n_items) for i in range(per_rank)]
+    return [stride * ((rank + world_size * i) % n_items) for i in range(per_rank)]

@@ -53,21 +53,29 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class KVCache:
-    """Preallocated keys/values for incremental decoding; ``pos`` counts the tokens already stored."""
+    """Keys/values for incremental decoding; ``pos`` counts the tokens already stored.
 
-    def __init__(self, args: ModelArgs, batch: int, max_len: int, device: torch.device, dtype: torch.dtype) -> None:
-        shape = (batch, args.num_key_value_heads, max_len, args.head_dim)  # (B, K, S_max, Q)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(args.num_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(args.num_layers)]
+    Buffers are allocated at the first update with the keys' own dtype/device (bf16 under autocast or FSDP mixed
+    precision, fp32 otherwise), so the cache always matches what attention computes.
+    """
+
+    def __init__(self, num_layers: int, max_len: int) -> None:
+        self.k: list[Tensor | None] = [None] * num_layers
+        self.v: list[Tensor | None] = [None] * num_layers
         self.pos = 0
         self.max_len = max_len
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v (B, K, T, Q) after the cached tokens; return all keys/values so far (B, K, S, Q)."""
+        ck, cv = self.k[layer], self.v[layer]
+        if ck is None or cv is None:
+            B, K, _, Q = k.shape
+            ck = self.k[layer] = k.new_zeros(B, K, self.max_len, Q)  # (B, K, S_max, Q)
+            cv = self.v[layer] = v.new_zeros(B, K, self.max_len, Q)
         end = self.pos + k.shape[2]
-        self.k[layer][:, :, self.pos : end] = k
-        self.v[layer][:, :, self.pos : end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+        ck[:, :, self.pos : end] = k
+        cv[:, :, self.pos : end] = v
+        return ck[:, :, :end], cv[:, :, :end]
 
 
 class Attention(nn.Module):

@@ -144,16 +144,13 @@ class NativeTransformer(nn.Module):
     ) -> Tensor:
         B, T0 = ids.shape
         window = self.args.max_position_embeddings if self.wpe is not None else T0 + max_new
-        dtype = next(self.parameters()).dtype
-        if torch.is_autocast_enabled(ids.device.type):
-            dtype = torch.get_autocast_dtype(ids.device.type)
         cache = None
         pending = ids[:, -window:] if self.wpe is not None else ids  # tokens not yet in the cache
         done = torch.zeros(B, dtype=torch.bool, device=ids.device)
         for _ in range(max_new):
             if cache is None or cache.pos + pending.shape[1] > window:
                 context = ids[:, -max(1, window // 2) :] if cache is not None else pending
-                cache = KVCache(self.args, B, window, ids.device, dtype)
+                cache = KVCache(self.args.num_layers, window)
                 pending = context
             logits = self.lm_head(self.hidden_states(pending, cache=cache)[:, -1])  # (B, V)
             nxt = select_next(logits, temperature, top_k, top_p)  # (B,)

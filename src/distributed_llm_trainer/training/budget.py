@@ -39,19 +39,20 @@ def accumulation_for(global_batch: int | None, micro_batch: int, world_size: int
     return global_batch // per_step
 
 
-def compute_budget(cfg: Config, world_size: int, train_windows: int) -> Budget:
-    """``train_windows``: training samples in one epoch over all ranks."""
+def compute_budget(cfg: Config, world_size: int, batches_per_rank: int | None) -> Budget:
+    """``batches_per_rank``: micro-batches each rank runs per epoch (None: a stream without epochs)."""
     t = cfg.training
     micro = int(t.batch_size)  # resolved from "auto" before this point
     accum = accumulation_for(t.global_batch_size, micro, world_size)
     global_batch = micro * world_size * accum
-    # Each rank gets ceil(windows / world) samples; Lightning steps the optimizer every `accum` batches.
-    batches_per_rank = math.ceil(math.ceil(train_windows / world_size) / micro)
-    steps_per_epoch = max(1, math.ceil(batches_per_rank / accum))  # Lightning steps on a partial last group
+    # Lightning steps the optimizer every `accum` batches, and on a partial last group of an epoch.
+    steps_per_epoch = max(1, math.ceil(batches_per_rank / accum)) if batches_per_rank else 0
+    if not steps_per_epoch and t.max_steps is None and t.max_tokens is None:
+        raise UserError("training.max_steps", "a streamed dataset has no epochs; set training.max_steps or max_tokens")
     limits: dict[str, int] = {}
     if t.max_steps is not None:
         limits["max_steps"] = t.max_steps
-    if t.max_epochs is not None:
+    if t.max_epochs is not None and steps_per_epoch:
         limits["max_epochs"] = t.max_epochs * steps_per_epoch
     if t.max_tokens is not None:
         limits["max_tokens"] = math.ceil(t.max_tokens / (global_batch * cfg.data.seq_len))
@@ -59,3 +60,8 @@ def compute_budget(cfg: Config, world_size: int, train_windows: int) -> Budget:
         limits["max_epochs"] = steps_per_epoch  # nothing set: one epoch
     reason = min(limits, key=lambda k: limits[k])
     return Budget(micro, world_size, accum, global_batch, cfg.data.seq_len, limits[reason], steps_per_epoch, reason)
+
+
+def val_batches_per_rank(eval_steps: int, world_size: int) -> int:
+    """``training.eval_steps`` counts batches over all ranks (so val loss is world-size invariant)."""
+    return max(1, math.ceil(eval_steps / world_size))

@@ -66,6 +66,8 @@ def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> dict[str, Any
     """Verified, pickle-free load (tensors and plain containers only)."""
     verify_checkpoint(path)
     try:
+        if path.is_dir():  # sharded (FSDP2): tensors live in DCP shards, the rest in Lightning's meta.pt
+            return torch.load(path / "meta.pt", map_location=map_location, weights_only=True)
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for bad archives / forbidden globals
         raise CorruptCheckpoint(f"{path}: cannot be read safely ({type(e).__name__}: {str(e)[:200]})") from None

@@ -1,6 +1,7 @@
 """Fault injection for resilience checks (``scripts/check_resume.py`` and tests), driven by environment variables.
 
 DLT_FAULT_KILL_AT_STEP=N     SIGKILL this process right after optimizer step N (no clean-up, like a crash)
+DLT_FAULT_KILL_RANK=r        ... only on global rank r (default: every rank)
 DLT_FAULT_NAN_AT_STEPS=a,b   make every gradient NaN at those steps (the update must be skipped)
 DLT_FAULT_SPIKE_AT_STEPS=a,b replace that step's targets with random tokens (a loss spike from bad data)
 """
@@ -14,6 +15,20 @@ from typing import Any
 import lightning as L
 import torch
 
+_FIRED: set[tuple[str, int]] = set()  # per process: a fault fires once, not again after a rollback replays it
+
+
+def reset() -> None:
+    """A new training session (not a rollback inside one) may fire every fault again."""
+    _FIRED.clear()
+
+
+def _once(kind: str, step: int, steps: set[int]) -> bool:
+    if step not in steps or (kind, step) in _FIRED:
+        return False
+    _FIRED.add((kind, step))
+    return True
+
 
 def _steps(var: str) -> set[int]:
     raw = os.environ.get(var, "")
@@ -24,6 +39,8 @@ class FaultInjector(L.Callback):
     def __init__(self) -> None:
         kill = os.environ.get("DLT_FAULT_KILL_AT_STEP")
         self.kill_at = int(kill) if kill else None
+        rank = os.environ.get("DLT_FAULT_KILL_RANK")
+        self.kill_rank = int(rank) if rank else None
         self.nan_at = _steps("DLT_FAULT_NAN_AT_STEPS")
         self.spike_at = _steps("DLT_FAULT_SPIKE_AT_STEPS")
 
@@ -34,17 +51,19 @@ class FaultInjector(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
         # global_step counts finished optimizer steps, so the step being computed is global_step + 1.
-        if trainer.global_step + 1 in self.spike_at:
+        if _once("spike", trainer.global_step + 1, self.spike_at):
             gen = torch.Generator().manual_seed(trainer.global_step)
             noise = torch.randint(0, pl_module.vocab_size, batch["targets"].shape, generator=gen)
             batch["targets"].copy_(noise.to(batch["targets"].device))
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_step + 1 in self.nan_at:
+        if _once("nan", trainer.global_step + 1, self.nan_at):
             for p in pl_module.parameters():
                 if p.grad is not None:
                     p.grad.fill_(float("nan"))
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.kill_rank is not None and trainer.global_rank != self.kill_rank:
+            return
         if self.kill_at is not None and trainer.global_step >= self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -31,11 +31,6 @@ def best_checkpoint(trainer: L.Trainer) -> Path | None:
     return None
 
 
-def load_weights(module: LMModule, ckpt: Path) -> None:
-    state = load_checkpoint_file(ckpt)["state_dict"]
-    module.load_state_dict(state)
-
-
 def parity_batch(val_tokens: np.ndarray, seq_len: int, rows: int = 2) -> torch.Tensor:
     """A few validation windows (B, T) for the export check."""
     n = min(rows, max(1, (len(val_tokens) - 1) // seq_len))
@@ -43,18 +38,37 @@ def parity_batch(val_tokens: np.ndarray, seq_len: int, rows: int = 2) -> torch.T
     return torch.from_numpy(ids)
 
 
-def export(module: LMModule, trainer: L.Trainer, hf_dir: Path, tokenizer: Any, val_tokens: np.ndarray
-           ) -> dict[str, Any]:
+def full_model(module: LMModule) -> torch.nn.Module | None:
+    """The trained model as a plain module on rank 0 (None elsewhere). Collective under FSDP2: call on all ranks."""
+    model = module.model
+    sharded = any(hasattr(p, "full_tensor") for p in model.parameters())
+    if not sharded:
+        return model if module.trainer.is_global_zero else None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not module.trainer.is_global_zero:
+        return None
+    from ..model.builder import build_model
+
     cfg = module.cfg
+    plain = build_model(cfg.model.model_copy(update={"init_from": None}), module.vocab_size, cfg.data.seq_len)
+    plain.load_state_dict(state)
+    return plain
+
+
+def export(model: torch.nn.Module, cfg: Any, best: Path | None, hf_dir: Path, tokenizer: Any,
+           val_tokens: np.ndarray) -> dict[str, Any]:
+    """Write the transformers export of ``model`` (or the best checkpoint's weights) and check its logits."""
     source = "final"
-    best = best_checkpoint(trainer)
     if cfg.checkpoint.export_best and best is not None and best.is_file():
         try:
-            load_weights(module, best)
+            state = load_checkpoint_file(best)["state_dict"]
+            model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
             source = "best"
         except CorruptCheckpoint as e:
             print(f"warning: exporting final weights: {e}")
-    model = module.model.float().cpu().eval()
+    model = model.float().cpu().eval()
     export_hf(model, hf_dir, tokenizer=tokenizer)
     seq_len = min(cfg.data.seq_len, model.args.max_position_embeddings)
     diff = export_parity(model, hf_dir, parity_batch(val_tokens, seq_len))
@@ -66,23 +80,24 @@ def export(module: LMModule, trainer: L.Trainer, hf_dir: Path, tokenizer: Any, v
     return {"export_weights": source, "export_parity_max_abs_diff": diff}
 
 
-def sample_text(module: LMModule, tokenizer: Any, prompt: str, max_new_tokens: int, seed: int) -> str:
-    model = module.model
+def sample_text(model: torch.nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int, seed: int) -> str:
+    """Seeded sample that leaves the global RNG as it was."""
+    was_training = model.training
     model.eval()
-    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(module.device)
+    device = next(model.parameters()).device
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
     if ids.numel() == 0:
-        ids = torch.tensor([[tokenizer.eos_token_id]], device=module.device)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    state = torch.get_rng_state()
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-    with torch.no_grad():
+        ids = torch.tensor([[tokenizer.eos_token_id]], device=device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        torch.manual_seed(seed)
         out = model.generate(ids, max_new_tokens=max_new_tokens, temperature=0.8, top_k=50,
                              eos_token_id=tokenizer.eos_token_id)
-    torch.set_rng_state(state)
+    model.train(was_training)
     return tokenizer.decode(out[0].tolist(), skip_special_tokens=True)
 
 
-def write_summary(path: Path, *, module: LMModule, trainer: L.Trainer, history: list[dict[str, float]],
+def write_summary(path: Path, *, module: LMModule, model: torch.nn.Module, trainer: L.Trainer,
+                  history: list[dict[str, float]],
                   val_history: list[dict[str, float]], started: float, train_time: float, tokens_per_step: int,
                   first_step: int, extra: dict[str, Any]) -> dict[str, Any]:
     train_losses = [r["train/loss"] for r in history if "train/loss" in r]
@@ -103,8 +118,8 @@ def write_summary(path: Path, *, module: LMModule, trainer: L.Trainer, history: 
         "train_time_s": train_time,
         "peak_memory_bytes": peak_memory_bytes(module.device),
         "vocab_size": module.vocab_size,
-        "num_parameters": module.model.num_parameters(),
-        "flops_per_token": module.model.flops_per_token(module.cfg.data.seq_len),
+        "num_parameters": model.num_parameters(),
+        "flops_per_token": model.flops_per_token(module.cfg.data.seq_len),
         **extra,
     }
     atomic_write_json(path, summary)

@@ -85,8 +85,8 @@ class SpikeGuard(L.Callback):
     """Request a rollback after ``max_bad`` consecutive skipped steps (checked at the logging interval) or, when
     ``spike_factor`` is set, when a step's loss exceeds that multiple of its running mean (one sync per step)."""
 
-    def __init__(self, max_bad: int, spike_factor: float | None, interval: int, warmup: int = 20,
-                 decay: float = 0.98) -> None:
+    def __init__(self, max_bad: int, spike_factor: float | None, interval: int, warmup: int = 10,
+                 decay: float = 0.9) -> None:
         self.max_bad = max_bad
         self.spike_factor = spike_factor
         self.interval = interval

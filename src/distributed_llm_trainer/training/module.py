@@ -16,7 +16,7 @@ from ..config.schema import Config
 from ..model.builder import build_model
 from ..model.compile import maybe_compile
 from ..utils.seed import rng_state, set_rng_state
-from .budget import Budget
+from .budget import Budget, val_batches_per_rank
 from .optim import build_optimizer
 from .schedule import WarmupCosine
 
@@ -96,7 +96,10 @@ class LMModule(L.LightningModule):
         """Mean loss, last grad norm and skip counts since the last call (one host sync)."""
         out: dict[str, float] = {}
         if self._loss_sum is not None and self._loss_count:
-            out["train/loss"] = (self._loss_sum / self._loss_count).item()
+            mean = self._loss_sum / self._loss_count
+            if self.trainer.world_size > 1:  # every rank logs at the same step: the mean over all ranks' data
+                mean = self.trainer.strategy.reduce(mean, reduce_op="mean")
+            out["train/loss"] = mean.item()
         if self._grad_norm is not None:
             out["train/grad_norm"] = self._grad_norm.item()
         if self._skipped is not None:
@@ -154,8 +157,9 @@ class LMModule(L.LightningModule):
         total = torch.zeros((), device=self.device)
         count = torch.zeros((), device=self.device)
         with torch.no_grad(), self.trainer.precision_plugin.forward_context():
+            limit = val_batches_per_rank(self.cfg.training.eval_steps, self.trainer.world_size)
             for i, batch in enumerate(loader):
-                if i >= self.cfg.training.eval_steps:
+                if i >= limit:
                     break
                 batch = self.trainer.strategy.batch_to_device(batch)
                 total += self(batch["input_ids"], batch["targets"], batch.get("attention_mask")).float()

@@ -149,7 +149,8 @@ def create_run(cfg: Config, run: RunPaths, overwrite: bool) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise UserError("run.output_dir", f"cannot write to {run.root} ({e.strerror}); choose a writable folder") from None
+        raise UserError("run.output_dir",
+                        f"cannot write to {run.root} ({e.strerror}); choose a writable folder") from None
     atomic_write_text(run.root / "config.yaml", dump_config(cfg))
     os.environ[RUN_DIR_ENV] = str(run.root)
     if run.resume_from is not None:

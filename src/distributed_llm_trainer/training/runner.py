@@ -43,7 +43,8 @@ def quiet_lightning() -> None:
     import warnings
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero",
-                 "lightning.fabric.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+                 "lightning.fabric.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.distributed", "lightning.pytorch.utilities.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         from transformers.utils import logging as hf_logging
@@ -53,7 +54,8 @@ def quiet_lightning() -> None:
     except ImportError:
         pass
     for pattern in (".*set_vital.*", ".*LeafSpec.*", ".*does not have many workers.*", ".*Experiment logs directory.*",
-                    ".*checkpoint directory .* exists and is not empty.*", ".*tensorboardX.*"):
+                    ".*checkpoint directory .* exists and is not empty.*", ".*tensorboardX.*", ".*sync_dist=True.*",
+                    ".*Detected an existing checkpoint.*", ".*isinstance.treespec, LeafSpec.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 

@@ -20,6 +20,9 @@ class Session:
         self.cfg, self.config_path, self.resume, self.overwrite = cfg, config_path, resume, overwrite
         self.started = time.time()
         self.created = False  # this session made the run directory (removed again if set-up fails)
+        from . import faults
+
+        faults.reset()
 
     def _warn(self, msg: str) -> None:
         import sys
@@ -59,18 +62,17 @@ class Session:
             self.run_paths.resume_from = found[0]
             saved = found[1].get(CHECKPOINT_KEY, {})
             if saved.get("tokenizer_fingerprint") not in (None, "", self.fingerprint):
-                raise UserError("tokenizer", f"differs from the one the run in {self.run_paths.root} was trained "
-                                             "with; resume with the same tokenizer settings and data, or start a new run")
+                raise UserError("tokenizer", f"differs from the one the run in {self.run_paths.root} was trained with; "
+                                             "resume with the same tokenizer settings and data, or start a new run")
         # Everything that can still reject the config runs before the run directory is written.
         from ..data.datamodule import TokenDataModule
         from ..model.registry import resolve_model_args
         from .budget import compute_budget
         from .strategy import world_size
-
         from .trainer import build_strategy
 
         build_strategy(cfg, resolve_accelerator(cfg), resolve_precision(cfg))
-        compute_budget(cfg, world_size(cfg), TokenDataModule(cfg, self.data).train_windows())
+        compute_budget(cfg, world_size(cfg), TokenDataModule(cfg, self.data).train_batches_per_rank(world_size(cfg)))
         resolve_model_args(cfg.model, len(self.data.tokenizer), cfg.data.seq_len)
         if self.rank0:
             self.created = not self.run_paths.root.exists()
@@ -83,6 +85,8 @@ class Session:
         from ..monitoring.csv_logger import truncate_after
         from ..monitoring.loggers import build_loggers
         from ..monitoring.metrics import TrainMetrics
+        from ..monitoring.samples import EvalSamples
+        from ..monitoring.system import SystemMetrics
         from .budget import compute_budget
         from .checkpoint_io import load_checkpoint_file
         from .faults import FaultInjector
@@ -94,7 +98,7 @@ class Session:
         cfg, run = self.cfg, self.run_paths
         self.world = world_size(cfg)
         self.dm = TokenDataModule(cfg, self.data)
-        self.budget = compute_budget(cfg, self.world, self.dm.train_windows())
+        self.budget = compute_budget(cfg, self.world, self.dm.train_batches_per_rank(self.world))
         self.module = LMModule(cfg.model_dump(mode="json"), len(self.data.tokenizer), asdict(self.budget),
                                self.fingerprint)
         flops = self.module.model.flops_per_token(cfg.data.seq_len)
@@ -104,12 +108,23 @@ class Session:
         callbacks: list[Any] = [self.metrics, self.preemption,
                                 SpikeGuard(cfg.training.max_bad_steps, cfg.training.spike_factor, cfg.logging.interval),
                                 *self.console.callbacks(cfg, self.budget)]
+        from .watchdog import RankWatchdog
+
+        callbacks.append(RankWatchdog())
+        if cfg.logging.system_metrics:
+            callbacks.append(SystemMetrics(cfg.logging.interval))
+        self.samples = None
+        if cfg.logging.sample_tokens > 0 and cfg.logging.sample_prompts:  # on every rank: FSDP generate is collective
+            self.samples = EvalSamples(cfg.logging.sample_prompts, cfg.logging.sample_tokens, self.data.tokenizer,
+                                       run_dir=run.root, seed=cfg.run.seed, tokens_per_step=self.budget.tokens_per_step)
+            callbacks.append(self.samples)
         if FaultInjector.active():
             callbacks.append(FaultInjector())
-        if self.rank0 and resume_from is not None:
-            truncate_after(run.root / "metrics.csv", int(load_checkpoint_file(resume_from).get("global_step", 0)))
-        loggers = build_loggers(cfg, run.root, run.root.name) if self.rank0 else []
-        self.trainer = build_trainer(cfg, run.root, self.budget, callbacks, loggers)
+        resume_step = int(load_checkpoint_file(resume_from).get("global_step", 0)) if resume_from else None
+        if self.rank0 and resume_step is not None:
+            truncate_after(run.root / "metrics.csv", resume_step)
+        self.loggers = build_loggers(cfg, run.root, run.root.name, resume_step=resume_step) if self.rank0 else []
+        self.trainer = build_trainer(cfg, run.root, self.budget, callbacks, self.loggers)
 
     # ---- the run -----------------------------------------------------------------------------------------------
     def fit(self) -> None:
@@ -163,31 +178,48 @@ class Session:
         return path, skip
 
     def finish(self) -> dict[str, Any]:
-        from .finish import export, sample_text, write_summary
+        from .finish import best_checkpoint, export, full_model, sample_text, write_summary
 
         cfg, trainer, module, run = self.cfg, self.trainer, self.module, self.run_paths
         trainer.save_checkpoint(run.checkpoints / "last.ckpt", weights_only=False)  # collective when sharded
-        if not trainer.is_global_zero:
+        model = full_model(module)  # collective under FSDP2
+        if model is None:
             return {}
+        preempted = getattr(module, "preempted", None)
         extra: dict[str, Any] = {
-            "stop_reason": getattr(module, "preempted", None) or self.budget.stop_reason,
+            "stop_reason": preempted or self.budget.stop_reason,
             "world_size": self.world, "global_batch_size": self.budget.global_batch,
             "accumulation": self.budget.accumulation, "precision": str(trainer.precision),
             "data": self.data.stats, "resumed": run.resume_from is not None,
         }
-        if cfg.logging.sample_tokens > 0:
-            extra["samples"] = {p: sample_text(module, self.data.tokenizer, p, cfg.logging.sample_tokens, cfg.run.seed)
+        latest = self.samples.latest() if self.samples is not None else None
+        if latest:
+            extra["samples"] = latest  # from the final evaluation
+        elif cfg.logging.sample_tokens > 0:
+            extra["samples"] = {p: sample_text(model, self.data.tokenizer, p, cfg.logging.sample_tokens, cfg.run.seed)
                                 for p in cfg.logging.sample_prompts}
-        preempted = getattr(module, "preempted", None)
+        summary_args = dict(module=module, model=model, trainer=trainer, history=self.metrics.history,
+                            val_history=self.metrics.val_history, started=self.started,
+                            train_time=self.metrics.total_train_time, tokens_per_step=self.budget.tokens_per_step,
+                            first_step=self.metrics.first_step or 0)
+        summary = write_summary(run.root / "summary.json", extra=extra, **summary_args)
         if cfg.checkpoint.export_hf and not preempted:
-            extra.update(export(module, trainer, run.hf, self.data.tokenizer, self.data.val))
-        summary = write_summary(run.root / "summary.json", module=module, trainer=trainer,
-                                history=self.metrics.history, val_history=self.metrics.val_history,
-                                started=self.started, train_time=self.metrics.total_train_time,
-                                tokens_per_step=self.budget.tokens_per_step, first_step=self.metrics.first_step or 0,
-                                extra=extra)
+            extra.update(export(model, cfg, best_checkpoint(trainer), run.hf, self.data.tokenizer, self.data.val))
+            summary = write_summary(run.root / "summary.json", extra=extra, **summary_args)
+        self._close_monitoring(report=True)
         self.console.footer(summary, run.root)
+        if self._wandb_hint:
+            self.console.note(f"W&B logged offline; upload with: {self._wandb_hint}")
         return summary
+
+    def _close_monitoring(self, report: bool) -> None:
+        """Flush loggers (W&B sync hint) and write report.html; also after a crash, so the report exists."""
+        from ..monitoring.loggers import finish_loggers
+        from ..monitoring.report import write_report
+
+        self._wandb_hint = finish_loggers(getattr(self, "loggers", []))
+        if report and self.cfg.logging.report and getattr(self, "rank0", False):
+            write_report(self.run_paths.root)
 
     def run(self) -> dict[str, Any]:
         from .run_dir import RESUME_ENV, RUN_DIR_ENV
@@ -204,6 +236,12 @@ class Session:
         try:
             self.fit()
             return self.finish()
+        except BaseException:
+            try:
+                self._close_monitoring(report=True)
+            except Exception as e:  # never hide the original error behind a report problem
+                print(f"warning: could not write the report: {e}", flush=True)
+            raise
         finally:  # the variables only pass this run's directory to the ranks it spawns
             for key, value in inherited.items():
                 if value is None:

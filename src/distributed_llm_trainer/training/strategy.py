@@ -47,9 +47,10 @@ def build_strategy(cfg: Config, accelerator: str, precision: str) -> Any:
         from lightning.pytorch.strategies import ModelParallelStrategy
 
         # FSDP2 (fully_shard) is applied per block in LMModule.configure_model; the mesh is (data, tensor=1).
-        return ModelParallelStrategy(data_parallel_size="auto", tensor_parallel_size=1, save_distributed_checkpoint=True,
-                                     process_group_backend="nccl" if accelerator == "gpu" else "gloo",
-                                     timeout=timeout)
+        return ModelParallelStrategy(
+            data_parallel_size=world_size(cfg), tensor_parallel_size=1, save_distributed_checkpoint=True,
+            process_group_backend="nccl" if accelerator == "gpu" else "gloo", timeout=timeout,
+        )
     if kind == "deepspeed":
         if accelerator != "gpu":
             raise UserError("distributed.strategy", "deepspeed runs only on CUDA GPUs here; use ddp or fsdp on CPU")

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..config.schema import Config
 from ..errors import UserError
-from .budget import Budget
+from .budget import Budget, val_batches_per_rank
 from .checkpoint_io import AtomicCheckpointIO
 from .strategy import build_strategy
 
@@ -90,7 +90,7 @@ def build_trainer(cfg: Config, run_dir: Path, budget: Budget, callbacks: list[L.
         accumulate_grad_batches=budget.accumulation,
         val_check_interval=cfg.training.eval_interval * budget.accumulation,
         check_val_every_n_epoch=None,
-        limit_val_batches=cfg.training.eval_steps,
+        limit_val_batches=val_batches_per_rank(cfg.training.eval_steps, budget.world_size),
         num_sanity_val_steps=0,
         log_every_n_steps=cfg.logging.interval,
         use_distributed_sampler=False,  # our sampler shards and resumes exactly

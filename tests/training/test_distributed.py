@@ -1,0 +1,120 @@
+"""Multi-process training on CPU with gloo: DDP and FSDP2 match one process, 2-node torchrun, failures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distributed_llm_trainer.training.checkpoint_io import load_checkpoint_file
+
+from .helpers import DEBUG, FAST, REPO, script
+
+pytestmark = pytest.mark.slow
+SAME = ["training.max_steps=10", "training.global_batch_size=8", "training.batch_size=4", "logging.interval=1",
+        "training.eval_interval=5", "run.deterministic=true", "checkpoint.export_hf=false",
+        "distributed.accelerator=cpu", *FAST]
+
+
+def _run(out: Path, name: str, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = script("run_training.py", "--config", DEBUG, f"run.output_dir={out}", f"run.name={name}", *SAME, *extra,
+                  env=env)
+    return proc
+
+
+def _losses(run: Path, key: str = "train/loss") -> dict[int, float]:
+    with open(run / "metrics.csv", newline="") as f:
+        return {int(float(r["step"])): float(r[key]) for r in csv.DictReader(f) if r.get(key)}
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("single")
+    proc = _run(out, "one")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "one"
+
+
+@pytest.mark.parametrize(("strategy", "tol"), [("ddp", 1e-5), ("fsdp", 1e-4)])
+def test_two_processes_match_one(single: Path, tmp_path: Path, strategy: str, tol: float) -> None:
+    proc = _run(tmp_path, strategy, "distributed.devices=2", f"distributed.strategy={strategy}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = _losses(single), _losses(tmp_path / strategy)
+    assert sorted(one) == sorted(two) == list(range(1, 11))
+    for step in one:
+        assert abs(one[step] - two[step]) <= tol, (step, one[step], two[step])
+    v1, v2 = _losses(single, "val/loss"), _losses(tmp_path / strategy, "val/loss")
+    assert v1.keys() == v2.keys() and all(abs(v1[s] - v2[s]) <= tol for s in v1)
+    summary = json.loads((tmp_path / strategy / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["accumulation"] == 1 and summary["global_batch_size"] == 8
+
+
+def test_fsdp_sharded_checkpoint_resumes(tmp_path: Path) -> None:
+    common = ["distributed.devices=2", "distributed.strategy=fsdp", "checkpoint.every_n_steps=5",
+              "training.lr_decay_steps=10"]
+    assert _run(tmp_path, "straight", *common).returncode == 0
+    first = _run(tmp_path, "split", *common, "training.max_steps=5")
+    assert first.returncode == 0, first.stderr[-3000:]
+    shard_dir = tmp_path / "split" / "checkpoints" / "last.ckpt"
+    assert shard_dir.is_dir() and (shard_dir / ".metadata").is_file()  # a torch.distributed.checkpoint folder
+    again = _run(tmp_path, "split", *common, "--resume", str(tmp_path / "split"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
+    assert a.keys() == b.keys()
+    assert all(abs(a[s] - b[s]) <= 1e-5 for s in a), (a, b)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun_two_nodes(out: Path, *extra: str) -> list[subprocess.CompletedProcess]:
+    port = _free_port()
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
+    procs = []
+    for node in (0, 1):
+        cmd = [torchrun, "--nnodes=2", f"--node-rank={node}", "--nproc-per-node=1", "--master-addr=127.0.0.1",
+               f"--master-port={port}", str(REPO / "scripts" / "run_training.py"), "--config", DEBUG,
+               f"run.output_dir={out}", "run.name=twonode", *SAME, "distributed.num_nodes=2",
+               "distributed.strategy=ddp", "checkpoint.every_n_steps=5", *extra]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                      cwd=REPO))
+    results = []
+    for p in procs:
+        out_text, err_text = p.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(p.args, p.returncode, out_text, err_text))
+    return results
+
+
+def test_two_node_torchrun_trains_checkpoints_and_resumes(tmp_path: Path) -> None:
+    first = _torchrun_two_nodes(tmp_path, "training.max_steps=5")
+    assert all(r.returncode == 0 for r in first), [r.stderr[-2000:] for r in first]
+    run = tmp_path / "twonode"
+    assert load_checkpoint_file(run / "checkpoints" / "last.ckpt")["global_step"] == 5
+    second = _torchrun_two_nodes(tmp_path, "training.max_steps=10", "--resume", str(run))
+    assert all(r.returncode == 0 for r in second), [r.stderr[-2000:] for r in second]
+    assert load_checkpoint_file(run / "checkpoints" / "last.ckpt")["global_step"] == 10
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["resumed"] and summary["steps"] == 10
+
+
+def test_killed_rank_ends_the_job(tmp_path: Path) -> None:
+    env = {"DLT_FAULT_KILL_AT_STEP": "3", "DLT_FAULT_KILL_RANK": "1"}
+    start = time.time()
+    proc = script("run_training.py", "--config", DEBUG, f"run.output_dir={tmp_path}", "run.name=k", *SAME,
+                  "training.max_steps=100000", "distributed.devices=2", "distributed.strategy=ddp",
+                  "distributed.timeout_s=60", env=env, timeout=240)
+    assert proc.returncode != 0
+    assert "rank 1" in proc.stderr and "died" in proc.stderr, proc.stderr[-2000:]
+    assert time.time() - start < 120
