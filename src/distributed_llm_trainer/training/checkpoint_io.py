@@ -76,8 +76,10 @@ def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> dict[str, Any
 def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
     """Resume candidates, newest first: by modification time, 'last' before a periodic one of the same time."""
     if not ckpt_dir.is_dir():
-        return []
+        return sorted(ckpt_dir.parent.glob("hpc_ckpt_*.ckpt"), key=lambda p: os.stat(p).st_mtime_ns, reverse=True)
     found = [p for p in ckpt_dir.iterdir() if p.name.endswith(".ckpt") and not p.name.startswith(".")]
+    # Lightning's SLURM auto-requeue handler saves hpc_ckpt_N.ckpt in the run directory before a requeue.
+    found += [p for p in ckpt_dir.parent.glob("hpc_ckpt_*.ckpt")]
     return sorted(found, key=lambda p: (os.stat(p).st_mtime_ns, p.name == "last.ckpt"), reverse=True)
 
 
