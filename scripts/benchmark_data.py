@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without installing
 
-from distributed_llm_trainer.errors import UserError, run_cli  # noqa: E402
+from distributed_llm_trainer.errors import ArgParser, UserError, run_cli  # noqa: E402
 
 _CHILD = """
 import sys, time, json
@@ -34,11 +34,6 @@ t2 = time.perf_counter()
 assert p.stats["cache_hit"], "expected a warm cache"
 print(json.dumps({"prepare": t2 - t1, "total": t2 - t0, "tokens": p.stats["tokens"]}))
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError("command line", f"{message}; see --help")
 
 
 def _overrides(out: Path, data: str, a: argparse.Namespace) -> list[str]:
@@ -89,7 +84,7 @@ def _big_corpus(folder: Path, text: str, copies: int) -> Path:
 
 
 def main() -> int:
-    p = _Parser(description="Benchmark tokenization, cache start-up and loader throughput.")
+    p = ArgParser(description="Benchmark tokenization, cache start-up and loader throughput.")
     p.add_argument("--data", required=True, help="a text file (e.g. tinyshakespeare.txt)")
     p.add_argument("--tokenizer", choices=["bpe", "char", "byte"], default="bpe")
     p.add_argument("--vocab-size", type=int, default=8192)

@@ -6,7 +6,6 @@
 Prints one JSON line; exit 0 when the final weights are bitwise equal and the losses match, 1 otherwise.
 """
 
-import argparse
 import json
 import os
 import random
@@ -17,14 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from distributed_llm_trainer.errors import UserError, run_cli  # noqa: E402
+from distributed_llm_trainer.errors import ArgParser, UserError, run_cli  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent / "run_training.py"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError("command line", f"{message}; see --help")
 
 
 def _train(config: str, overrides: list[str], out: Path, name: str, kill_at: int | None, resume: bool) -> int:
@@ -40,10 +34,12 @@ def _train(config: str, overrides: list[str], out: Path, name: str, kill_at: int
     elif (out / name).exists():  # killed before its first checkpoint: start that run again
         cmd += ["--overwrite"]
     proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if proc.returncode not in (0, -9):
+    # A killed multi-process job may end through the rank watchdog (exit 1, "died") instead of the SIGKILL itself.
+    killed = proc.returncode == -9 or (kill_at is not None and proc.returncode == 1 and "died" in proc.stderr)
+    if proc.returncode != 0 and not killed:
         sys.stderr.write(proc.stderr[-3000:])
         raise UserError("training", f"run {name} failed with exit code {proc.returncode} (output above)")
-    return proc.returncode
+    return -9 if killed else 0
 
 
 def _losses(run: Path) -> dict[int, float]:
@@ -64,7 +60,7 @@ def _weights(run: Path) -> dict:
 
 
 def main() -> int:
-    p = _Parser(description=__doc__.split("\n\n")[0])
+    p = ArgParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
     p.add_argument("overrides", nargs="*")
     p.add_argument("--kill-at", type=int, action="append", default=[], help="optimizer step to SIGKILL after")

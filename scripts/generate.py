@@ -1,21 +1,15 @@
 """Generate text from a run: ``python scripts/generate.py --run runs/NAME --prompt "def "``."""
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from distributed_llm_trainer.errors import UserError, run_cli  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError("command line", f"{message}; see --help")
+from distributed_llm_trainer.errors import ArgParser, UserError, run_cli  # noqa: E402
 
 
 def main() -> int:
-    p = _Parser(description="Sample text from a trained run (KV-cached for native models).")
+    p = ArgParser(description="Sample text from a trained run (KV-cached for native models).")
     p.add_argument("--run", required=True, help="run directory (runs/<name>)")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--max-new-tokens", type=int, default=200)

@@ -4,23 +4,17 @@ Builds (or reuses) the token cache the training run will use and prints one JSON
 ``{"documents": ..., "tokens": ..., "bytes": ..., "seconds": ..., "cache_hit": ..., ...}``.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without installing
 
-from distributed_llm_trainer.errors import UserError, run_cli  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError("command line", f"{message}; see --help")
+from distributed_llm_trainer.errors import ArgParser, run_cli  # noqa: E402
 
 
 def main() -> int:
-    p = _Parser(description="Tokenize the configured data into the token cache and print its stats as JSON.")
+    p = ArgParser(description="Tokenize the configured data into the token cache and print its stats as JSON.")
     p.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. data.path=data/*.txt")
     a = p.parse_args()

@@ -3,22 +3,16 @@
 Works on a finished run, one still training, or one that crashed (it needs only metrics.csv).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without installing
 
-from distributed_llm_trainer.errors import UserError, run_cli  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
-        raise UserError("command line", f"{message}; see --help")
+from distributed_llm_trainer.errors import ArgParser, UserError, run_cli  # noqa: E402
 
 
 def main() -> int:
-    p = _Parser(prog="report.py", description="Write report.html and loss.png into a run directory.")
+    p = ArgParser(prog="report.py", description="Write report.html and loss.png into a run directory.")
     p.add_argument("run_dir", help="run directory (runs/<name>)")
     run_dir = Path(p.parse_args().run_dir)
     if not run_dir.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,3 +32,10 @@ def run_cli(main: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         print("error: interrupted: stopped by the user (Ctrl-C); resume with --resume", file=sys.stderr)
         sys.exit(130)
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error: command line: ...`` line (exit 2), like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError("command line", f"{message}; see --help")

@@ -118,3 +118,11 @@ def test_killed_rank_ends_the_job(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "rank 1" in proc.stderr and "died" in proc.stderr, proc.stderr[-2000:]
     assert time.time() - start < 120
+
+
+def test_ddp_sigkill_resume_is_bitwise(tmp_path: Path) -> None:
+    proc = script("check_resume.py", "--config", DEBUG, "training.max_steps=12", "checkpoint.every_n_steps=4",
+                  "distributed.devices=2", "distributed.strategy=ddp", "distributed.accelerator=cpu",
+                  "--kill-at", "7", "--workdir", str(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["bitwise_equal"]

@@ -11,16 +11,11 @@ from typing import Any
 
 from ..config import dump_config, load_config
 from ..config.schema import Config
-from ..errors import UserError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
-        raise UserError("command line", f"{message}; see --help")
+from ..errors import ArgParser, UserError
 
 
 def build_parser(default_config: str | None) -> argparse.ArgumentParser:
-    p = _Parser(prog="run_training.py", description="Train a language model from a YAML config.")
+    p = ArgParser(prog="run_training.py", description="Train a language model from a YAML config.")
     p.add_argument("--config", default=default_config, help="YAML config (default: config/default.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=50 model.dropout=0.1")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")

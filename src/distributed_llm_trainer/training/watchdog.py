@@ -47,21 +47,47 @@ class RankWatchdog(L.Callback):
         self._thread = threading.Thread(target=target, args=args, daemon=True, name="rank-watchdog")
         self._thread.start()
 
+    def _dead_child(self, procs: list, first_rank: int) -> str | None:
+        for i, proc in enumerate(procs):
+            code = proc.poll()
+            if code not in (None, 0):
+                for other in procs:
+                    if other.poll() is None:
+                        other.kill()
+                return (f"rank {first_rank + i + 1} (pid {proc.pid}) died with {_describe(code)}; "
+                        "stopped the other ranks. Resume the run with --resume")
+        return None
+
+    def _dead_parent(self, parent: int, rank: int) -> str | None:
+        if os.getppid() != parent:
+            return f"rank 0 (pid {parent}) died; stopping rank {rank}. Resume the run with --resume"
+        return None
+
     def _watch_children(self, procs: list, first_rank: int) -> None:
+        self._check = lambda: self._dead_child(procs, first_rank)
         while not self._stop.wait(POLL_S):
-            for i, proc in enumerate(procs):
-                code = proc.poll()
-                if code not in (None, 0):
-                    for other in procs:
-                        if other.poll() is None:
-                            other.kill()
-                    _die(f"rank {first_rank + i + 1} (pid {proc.pid}) died with {_describe(code)}; "
-                         "stopped the other ranks. Resume the run with --resume")
+            message = self._check()
+            if message:
+                _die(message)
 
     def _watch_parent(self, parent: int, rank: int) -> None:
+        self._check = lambda: self._dead_parent(parent, rank)
         while not self._stop.wait(POLL_S):
-            if os.getppid() != parent:
-                _die(f"rank 0 (pid {parent}) died; stopping rank {rank}. Resume the run with --resume")
+            message = self._check()
+            if message:
+                _die(message)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A collective failed first (peer reset): name the dead rank instead of showing gloo/NCCL's traceback."""
+        check = getattr(self, "_check", None)
+        if check is None:
+            return
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            message = check()
+            if message:
+                _die(message)
+            time.sleep(0.1)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stop.set()
