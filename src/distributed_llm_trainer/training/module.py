@@ -17,7 +17,7 @@ from ..model.builder import build_model
 from ..model.compile import maybe_compile
 from ..utils.seed import rng_state, set_rng_state
 from .budget import Budget, val_batches_per_rank
-from .optim import build_optimizer
+from .optim import build_optimizer, clip_gradients
 from .schedule import WarmupCosine
 
 CHECKPOINT_KEY = "distributed_llm_trainer"
@@ -78,16 +78,10 @@ class LMModule(L.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        max_norm = self.cfg.training.grad_clip or float("inf")
+        t = self.cfg.training
         params = [p for p in self.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, error_if_nonfinite=False, foreach=True)
-        if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
-            norm = norm.full_tensor()
-        self._grad_norm = norm.detach()
-        bad = (~torch.isfinite(norm)).float()
-        if self.cfg.training.skip_nonfinite:
-            # Fused AdamW skips the whole update on-device when found_inf is 1: no host sync per step.
-            optimizer.found_inf = bad  # type: ignore[attr-defined]
+        # Fused AdamW skips a non-finite update on-device (found_inf): no host sync per step.
+        self._grad_norm, bad = clip_gradients(params, t.grad_clip or float("inf"), optimizer, t.skip_nonfinite)
         self._skipped = bad if self._skipped is None else self._skipped + bad
         prev = self._consecutive_bad if self._consecutive_bad is not None else torch.zeros_like(bad)
         self._consecutive_bad = (prev + 1) * bad
@@ -178,9 +172,19 @@ class LMModule(L.LightningModule):
             "vocab_size": self.vocab_size,
             "initial_val_loss": self.initial_val_loss,
             # the partial logging window, so a resumed run logs exactly what an uninterrupted one does
-            "train_stats": {"loss_sum": self._loss_sum, "loss_count": self._loss_count, "grad_norm": self._grad_norm,
-                            "skipped": self._skipped, "consecutive_bad": self._consecutive_bad},
+            "train_stats": self._gathered_train_stats(),
         }
+
+    def _gathered_train_stats(self) -> dict[str, Any]:
+        """Every rank's partial logging window, indexed by rank (collective: all ranks save together)."""
+        def per_rank(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            return self.all_gather(t).reshape(-1).cpu() if self.trainer.world_size > 1 else t.reshape(1).cpu()
+
+        return {"loss_sum": per_rank(self._loss_sum), "loss_count": self._loss_count,
+                "grad_norm": self._grad_norm, "skipped": per_rank(self._skipped),
+                "consecutive_bad": per_rank(self._consecutive_bad)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ours = checkpoint.get(CHECKPOINT_KEY, {})
@@ -188,7 +192,15 @@ class LMModule(L.LightningModule):
         self.initial_val_loss = ours.get("initial_val_loss")
         stats = ours.get("train_stats")
         if stats:
-            on = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in stats.items()}
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+
+            def mine(v: Any) -> Any:  # this rank's entry; the mean if the world size changed
+                if not isinstance(v, torch.Tensor) or v.ndim == 0:
+                    return v
+                return v[rank] if v.numel() == world else v.float().mean()
+
+            on = {k: (mine(v).to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in stats.items()}
+            on["grad_norm"] = stats["grad_norm"].to(self.device) if stats["grad_norm"] is not None else None
             self._loss_sum, self._loss_count = on["loss_sum"], on["loss_count"]
             self._grad_norm, self._skipped = on["grad_norm"], on["skipped"]
             self._consecutive_bad = on["consecutive_bad"]

@@ -1,4 +1,5 @@
-"""AdamW with decay only on matrices (no decay on biases, norms and embeddings)."""
+"""AdamW with decay only on matrices (no decay on biases, norms and embeddings); gradient clipping with
+non-finite step skipping, shared by the LightningModule and the bare benchmark loop."""
 
 from __future__ import annotations
 
@@ -40,3 +41,25 @@ def build_optimizer(model: nn.Module, cfg: TrainingConfig, device_type: str) -> 
         fused=fused or None,
         foreach=None if fused else True,
     )
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float, optimizer: torch.optim.Optimizer,
+                   skip_nonfinite: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip the global gradient norm to ``max_norm``; returns (norm, bad) with bad = 1.0 when it is not finite.
+
+    With ``skip_nonfinite`` a fused AdamW skips the update on-device through ``found_inf`` (no host sync); the
+    foreach/for-loop AdamW rejects ``found_inf``, so there the check costs one host sync and a bad step drops the
+    gradients (AdamW then leaves every parameter and its state untouched).
+    """
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm, error_if_nonfinite=False, foreach=True)
+    if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
+        norm = norm.full_tensor()
+    norm = norm.detach()
+    bad = (~torch.isfinite(norm)).float()
+    if skip_nonfinite:
+        if optimizer.defaults.get("fused"):
+            optimizer.found_inf = bad  # type: ignore[attr-defined]
+        elif bad.item():
+            for p in params:
+                p.grad = None
+    return norm, bad
