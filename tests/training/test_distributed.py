@@ -126,3 +126,15 @@ def test_ddp_sigkill_resume_is_bitwise(tmp_path: Path) -> None:
                   "--kill-at", "7", "--workdir", str(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["bitwise_equal"]
+
+
+def test_fsdp_checkpoint_resumes_on_a_different_world_size(tmp_path: Path) -> None:
+    """torch.distributed.checkpoint reshards: a 2-process FSDP2 checkpoint continues in 1 process."""
+    common = ["distributed.strategy=fsdp", "checkpoint.every_n_steps=5"]
+    assert _run(tmp_path, "ws", *common, "distributed.devices=2", "training.max_steps=5").returncode == 0
+    proc = _run(tmp_path, "ws", *common, "distributed.devices=1", "--resume", str(tmp_path / "ws"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "ws" / "summary.json").read_text())
+    assert summary["steps"] == 10 and summary["world_size"] == 1 and summary["accumulation"] == 2
+    losses = _losses(tmp_path / "ws")
+    assert sorted(losses) == list(range(1, 11)) and losses[10] < losses[1]

@@ -40,13 +40,18 @@ def parity_batch(val_tokens: np.ndarray, seq_len: int, rows: int = 2) -> torch.T
 
 def full_model(module: LMModule) -> torch.nn.Module | None:
     """The trained model as a plain module on rank 0 (None elsewhere). Collective under FSDP2: call on all ranks."""
+    from .speed import fp8_linear_count
+
     model = module.model
     sharded = any(hasattr(p, "full_tensor") for p in model.parameters())
-    if not sharded:
+    if not sharded and not fp8_linear_count(model):
         return model if module.trainer.is_global_zero else None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    else:  # FP8 Linears hold the same weights: export and sample from a plain copy
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if not module.trainer.is_global_zero:
         return None
     from ..model.builder import build_model

@@ -50,7 +50,9 @@ class LMModule(L.LightningModule):
             return
         self._configured = True
         from .parallel import apply_fsdp  # FSDP2 per-block sharding when the strategy provides a device mesh
+        from .speed import apply_fp8
 
+        apply_fp8(self.model, self.cfg.training)  # torchao float8 Linears first: FSDP2 then shards them
         apply_fsdp(self)
         compiled = maybe_compile(self.model, self.cfg.model, self.device.type)
         self.__dict__["_fwd"] = compiled
@@ -79,9 +81,8 @@ class LMModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         t = self.cfg.training
-        params = [p for p in self.parameters() if p.grad is not None]
         # Fused AdamW skips a non-finite update on-device (found_inf): no host sync per step.
-        self._grad_norm, bad = clip_gradients(params, t.grad_clip or float("inf"), optimizer, t.skip_nonfinite)
+        self._grad_norm, bad = clip_gradients(optimizer, t.grad_clip or float("inf"), t.skip_nonfinite)
         self._skipped = bad if self._skipped is None else self._skipped + bad
         prev = self._consecutive_bad if self._consecutive_bad is not None else torch.zeros_like(bad)
         self._consecutive_bad = (prev + 1) * bad

@@ -43,14 +43,16 @@ def build_optimizer(model: nn.Module, cfg: TrainingConfig, device_type: str) -> 
     )
 
 
-def clip_gradients(params: list[torch.Tensor], max_norm: float, optimizer: torch.optim.Optimizer,
-                   skip_nonfinite: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clip the global gradient norm to ``max_norm``; returns (norm, bad) with bad = 1.0 when it is not finite.
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float, skip_nonfinite: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip the global norm of the optimizer's gradients to ``max_norm``; returns (norm, bad), bad = 1.0 when the
+    norm is not finite. The parameters come from the optimizer's groups (no module traversal per step).
 
     With ``skip_nonfinite`` a fused AdamW skips the update on-device through ``found_inf`` (no host sync); the
     foreach/for-loop AdamW rejects ``found_inf``, so there the check costs one host sync and a bad step drops the
     gradients (AdamW then leaves every parameter and its state untouched).
     """
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm, error_if_nonfinite=False, foreach=True)
     if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
         norm = norm.full_tensor()

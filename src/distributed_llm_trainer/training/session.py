@@ -47,6 +47,10 @@ class Session:
         self.rank0 = is_global_zero()
         resolve_accelerator(cfg)
         resolve_precision(cfg)
+        from .speed import apply_tf32, check_speed_features
+
+        check_speed_features(cfg)  # fp8: torchao and a GPU with compute capability >= 8.9
+        apply_tf32(cfg.training)
         self.run_paths = resolve_run(cfg, self.config_path, self.resume, self.overwrite, self.rank0)
         check_resume_compatible(cfg, self.run_paths)
         self.console = Console(enabled=self.rank0)
@@ -67,11 +71,15 @@ class Session:
         # Everything that can still reject the config runs before the run directory is written.
         from ..data.datamodule import TokenDataModule
         from ..model.registry import resolve_model_args
+        from .autobatch import resolve_batch_size
         from .budget import compute_budget
         from .strategy import world_size
         from .trainer import build_strategy
 
         build_strategy(cfg, resolve_accelerator(cfg), resolve_precision(cfg))
+        resolve_batch_size(cfg, len(self.data.tokenizer), world_size(cfg), resolve_accelerator(cfg),
+                           resolve_precision(cfg), self.run_paths.root if self.run_paths.resume_from else None,
+                           self.console.note)
         compute_budget(cfg, world_size(cfg), TokenDataModule(cfg, self.data).train_batches_per_rank(world_size(cfg)))
         resolve_model_args(cfg.model, len(self.data.tokenizer), cfg.data.seq_len)
         if self.rank0:
