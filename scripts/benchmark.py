@@ -1,7 +1,7 @@
 """Pipeline speed against a bare PyTorch loop on the same model, batches, optimizer, schedule and precision.
 
     python scripts/benchmark.py --config config/default.yaml [section.key=value ...] [--steps 30 --warmup 5]
-        [--variants pipeline,bare] [--json out.json] [--losses]
+        [--variants pipeline,bare] [--rounds 1] [--json out.json] [--losses] [--sync-debug]
 
 Prints one JSON line per variant (tokens/s, step time median/p90, MFU, peak memory, data-wait share) and, when
 both ran, a ratio line (pipeline/bare median step time). The run's own console output goes to stderr.
@@ -25,11 +25,14 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=30, help="timed optimizer steps per variant (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed optimizer steps first (default 5)")
     p.add_argument("--variants", default="pipeline,bare", help="comma-separated: pipeline, bare")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the variants, alternating their order (default 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the lines to this file")
     p.add_argument("--losses", action="store_true", help="add each step's training loss to the lines")
+    p.add_argument("--sync-debug", action="store_true",
+                   help="CUDA: count host syncs inside the timed pipeline steps (sync debug mode)")
     p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "dlt-bench-cache",
                    help="token cache kept between benchmarks when data.cache_dir is unset (outside the repo)")
-    a = p.parse_args()
+    a = p.parse_intermixed_args()  # overrides may come before or after the options
 
     from distributed_llm_trainer.config import load_config
     from distributed_llm_trainer.training.bench import benchmark
@@ -38,7 +41,8 @@ def main() -> int:
     quiet_lightning()
     cfg = load_config(a.config, a.overrides)
     variants = tuple(v.strip() for v in a.variants.split(",") if v.strip())
-    lines, _ = benchmark(cfg, a.config, a.steps, a.warmup, variants, with_losses=a.losses, cache_dir=a.cache_dir)
+    lines, _ = benchmark(cfg, a.config, a.steps, a.warmup, variants, with_losses=a.losses, cache_dir=a.cache_dir,
+                         rounds=a.rounds, sync_debug=a.sync_debug)
     text = "".join(json.dumps(x) + "\n" for x in lines)
     sys.stdout.write(text)
     if a.json is not None:

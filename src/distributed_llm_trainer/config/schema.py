@@ -101,7 +101,9 @@ class TokenizerConfig(Section):
 
 
 class TrainingConfig(Section):
-    batch_size: int | Literal["auto"] = Field(8, description="Micro-batch per device; auto: largest that fits (GPU).")
+    batch_size: int | Literal["auto"] = Field(
+        8, description="Micro-batch per device; auto: the fastest that fits on one CUDA GPU (searched), 8 on CPU."
+    )
     global_batch_size: int | None = Field(
         None, gt=0, description="Samples per optimizer step over all devices; accumulation is derived from it."
     )

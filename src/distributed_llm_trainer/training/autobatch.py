@@ -100,9 +100,12 @@ def search(cfg: Config, vocab_size: int, per_device_global: int | None, device: 
     best: tuple[int, float] | None = None
     misses = 0
     for micro in candidates(per_device_global):
+        tps = None
         try:
             tps = trial_tokens_per_s(cfg, vocab_size, micro, device, precision)
         except torch.OutOfMemoryError:
+            pass  # memory is freed below, once the traceback (which holds the trial's tensors) is gone
+        if tps is None:
             gc.collect()
             torch.cuda.empty_cache()
             break

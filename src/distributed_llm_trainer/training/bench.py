@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -25,7 +27,7 @@ from ..config.schema import Config
 from ..errors import UserError
 from ..monitoring.hardware import peak_flops_per_device, peak_memory_bytes
 from .session import Session
-from .steptime import StepClock, summarize
+from .steptime import StepClock, SyncCounter, summarize
 
 VARIANTS = ("pipeline", "bare")
 
@@ -33,22 +35,38 @@ VARIANTS = ("pipeline", "bare")
 class StepTimer(L.Callback):
     """Marks each optimizer-step boundary on a StepClock and keeps each step's loss (on device, no sync)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync_debug: bool = False) -> None:
         self.clock: StepClock | None = None
         self.losses: list[torch.Tensor] = []
+        self.syncs = SyncCounter() if sync_debug else None  # CUDA: count host syncs per step
         self._step_loss: torch.Tensor | None = None
         self._last_step = 0
         self._last_end: float | None = None
 
+    def _mark(self) -> None:
+        assert self.clock is not None
+        if self.syncs is not None:
+            self.syncs.mark(first=not self.clock.marks)
+        self.clock.mark()
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.clock = StepClock(pl_module.device)
         self._last_step = trainer.global_step
+        if self.syncs is not None:
+            self.syncs.start()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.syncs is not None:
+            self.syncs.stop()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         assert self.clock is not None
         if not self.clock.marks:
-            self.clock.mark()  # the start of the first step
+            self._mark()  # the start of the first step
         elif self._last_end is not None:  # fetching this batch (and the loop's work between batches)
             self.clock.add_wait(time.perf_counter() - self._last_end)
 
@@ -60,7 +78,7 @@ class StepTimer(L.Callback):
             self._step_loss = loss if self._step_loss is None else self._step_loss + loss
         if trainer.global_step != self._last_step:  # an optimizer step finished with this batch
             self._last_step = trainer.global_step
-            self.clock.mark()
+            self._mark()
             if self._step_loss is not None:
                 self.losses.append(self._step_loss)
             self._step_loss = None
@@ -82,9 +100,11 @@ class StepTimer(L.Callback):
 class _BenchSession(Session):
     """The training session with a StepTimer added to its Trainer's callbacks."""
 
+    sync_debug = False
+
     def build(self, resume_from: Path | None) -> None:
         super().build(resume_from)
-        self.timer = StepTimer()
+        self.timer = StepTimer(self.sync_debug)
         self.trainer.callbacks.append(self.timer)  # type: ignore[attr-defined]
 
 
@@ -97,6 +117,7 @@ class VariantRun:
     flops_per_token: float
     peak_memory: int | None
     info: dict[str, Any] = field(default_factory=dict)
+    syncs: list[int] | None = None  # host syncs per interval (pipeline with sync_debug on CUDA)
 
 
 def bench_config(cfg: Config, steps: int, warmup: int, output_dir: Path, cache_dir: Path | None) -> Config:
@@ -118,10 +139,6 @@ def _device(cfg: Config) -> torch.device:
         torch.device("cpu")
 
 
-def _peak_memory(device: torch.device) -> int:
-    return peak_memory_bytes(device)
-
-
 def _reset_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -134,17 +151,23 @@ def _prepared_session(cfg: Config, config_path: str | None, name: str) -> _Bench
 
     if world_size(cfg) > 1:
         raise UserError("distributed.devices", "the benchmark compares against a single-process loop; use 1 device")
+    from .run_dir import RESUME_ENV, RUN_DIR_ENV
+
+    for key in (RUN_DIR_ENV, RESUME_ENV):  # set by the previous variant's prepare (restored by _isolated)
+        os.environ.pop(key, None)
     cfg.run.name = name
     session = _BenchSession(cfg, config_path, None, overwrite=True)
     session.prepare()
     return session
 
 
-def run_pipeline(cfg: Config, config_path: str | None, name: str = "pipeline") -> VariantRun:
+def run_pipeline(cfg: Config, config_path: str | None, name: str = "pipeline", sync_debug: bool = False
+                 ) -> VariantRun:
     """The real pipeline through Session.prepare/build/fit (no finish: export and report are not per-step work)."""
     device = _device(cfg)
     _reset_memory(device)
     session = _prepared_session(cfg, config_path, name)
+    session.sync_debug = sync_debug
     try:
         session.fit()
     finally:
@@ -153,9 +176,10 @@ def run_pipeline(cfg: Config, config_path: str | None, name: str = "pipeline") -
     assert timer.clock is not None
     model = session.module.model
     run = VariantRun("pipeline", timer.clock, [float(x) for x in timer.losses], session.budget.tokens_per_step,
-                     model.flops_per_token(cfg.data.seq_len), _peak_memory(device),
+                     model.flops_per_token(cfg.data.seq_len), peak_memory_bytes(device),
                      {"precision": str(session.trainer.precision), "micro_batch": session.budget.micro_batch,
-                      "accumulation": session.budget.accumulation})
+                      "accumulation": session.budget.accumulation},
+                     timer.syncs.counts if timer.syncs is not None and timer.syncs.counts else None)
     del session, timer, model
     _reset_memory(device)
     return run
@@ -179,26 +203,39 @@ def run_bare_variant(cfg: Config, config_path: str | None, steps: int, warmup: i
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     loop, clock, losses = run_bare(cfg, data, budget, device, precision, steps, warmup)
     run = VariantRun("bare", clock, [float(x) for x in losses], budget.tokens_per_step,
-                     loop.model.flops_per_token(cfg.data.seq_len), _peak_memory(device),
+                     loop.model.flops_per_token(cfg.data.seq_len), peak_memory_bytes(device),
                      {"precision": precision, "micro_batch": budget.micro_batch, "accumulation": budget.accumulation})
     del loop, session
     _reset_memory(device)
     return run
 
 
-def line(run: VariantRun, cfg: Config, warmup: int, with_losses: bool) -> dict[str, Any]:
+def line(runs: list[VariantRun], cfg: Config, warmup: int, with_losses: bool) -> dict[str, Any]:
+    """The JSON line of one variant, its timed steps pooled over rounds."""
     from .speed import describe
 
     device = _device(cfg)
-    times, waits = run.clock.timed(warmup)
+    run = runs[0]
+    times: list[float] = []
+    waits: list[float] = []
+    medians: list[float] = []
+    for r in runs:
+        t, w = r.clock.timed(warmup)
+        times += t
+        waits += w
+        medians.append(statistics.median(t) if t else float("nan"))
     out = summarize(run.name, times, waits, run.tokens_per_step, run.flops_per_token,
-                    cfg.logging.peak_flops or peak_flops_per_device(device), 1, run.peak_memory,
+                    cfg.logging.peak_flops or peak_flops_per_device(device), 1, max(r.peak_memory or 0 for r in runs),
                     peak_memory_kind="cuda_max_allocated" if device.type == "cuda" else "process_max_rss",
                     device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                    threads=torch.get_num_threads(),
-                    seq_len=cfg.data.seq_len, final_loss=run.losses[-1] if run.losses else None,
-                    excluded_steps=len([i for i in run.clock.excluded if i >= warmup]),
+                    threads=torch.get_num_threads(), rounds=len(runs), round_medians_s=medians,
+                    seq_len=cfg.data.seq_len,
+                    final_loss=run.losses[-1] if run.losses else None,
+                    excluded_steps=sum(r.clock.excluded_count(warmup) for r in runs),
                     **run.info, **describe(cfg))
+    if any(r.syncs is not None for r in runs):  # host syncs inside timed (non-excluded) steps
+        counts = [c for r in runs for i, c in enumerate(r.syncs or []) if i >= warmup and i not in r.clock.excluded]
+        out.update(host_syncs=sum(counts), host_sync_steps=sum(1 for c in counts if c))
     if with_losses:
         out["losses"] = run.losses
     return out
@@ -212,29 +249,44 @@ def ratio_line(pipe: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Any:
-    """The run's console lines go to stderr, so stdout carries only the JSON lines."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+def _isolated() -> Any:
+    """The run's console lines go to stderr (stdout carries only the JSON lines); the run-directory variables that
+    Session.prepare sets for spawned ranks are restored afterwards (Session.run does the same)."""
+    from .run_dir import RESUME_ENV, RUN_DIR_ENV
+
+    saved = {k: os.environ.get(k) for k in (RUN_DIR_ENV, RESUME_ENV)}
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def benchmark(cfg: Config, config_path: str | None, steps: int, warmup: int, variants: tuple[str, ...] = VARIANTS,
-              with_losses: bool = False, cache_dir: Path | None = None) -> tuple[list[dict[str, Any]],
-                                                                                 dict[str, VariantRun]]:
-    """Run the variants; (JSON lines incl. the ratio when both ran, the raw runs by variant)."""
-    if steps < 1 or warmup < 1:
-        raise UserError("--steps/--warmup", "need at least 1 timed and 1 warm-up step")
-    runs: dict[str, VariantRun] = {}
+              with_losses: bool = False, cache_dir: Path | None = None, rounds: int = 1, sync_debug: bool = False,
+              ) -> tuple[list[dict[str, Any]], dict[str, list[VariantRun]]]:
+    """Run the variants ``rounds`` times (order reversed every other round, so drift hits both alike); (JSON lines
+    incl. the ratio when both ran, the raw runs by variant)."""
+    if steps < 1 or warmup < 1 or rounds < 1:
+        raise UserError("--steps/--warmup/--rounds", "need at least 1 timed step, 1 warm-up step and 1 round")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise UserError("--variants", f"unknown variant {unknown[0] if unknown else ''!r}; use {', '.join(VARIANTS)}")
+    runs: dict[str, list[VariantRun]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="dlt-bench-") as tmp:
         bcfg = bench_config(cfg, steps, warmup, Path(tmp), cache_dir)
-        with _stdout_to_stderr():
-            for v in variants:
-                if v == "pipeline":
-                    runs[v] = run_pipeline(bcfg.model_copy(deep=True), config_path)
-                elif v == "bare":
-                    runs[v] = run_bare_variant(bcfg.model_copy(deep=True), config_path, steps, warmup)
-                else:
-                    raise UserError("--variants", f"unknown variant {v!r}; use {', '.join(VARIANTS)}")
+        with _isolated():
+            for r in range(rounds):
+                for v in variants if r % 2 == 0 else tuple(reversed(variants)):
+                    name = f"{v}-{r}"
+                    if v == "pipeline":
+                        runs[v].append(run_pipeline(bcfg.model_copy(deep=True), config_path, name, sync_debug))
+                    else:
+                        runs[v].append(run_bare_variant(bcfg.model_copy(deep=True), config_path, steps, warmup, name))
     lines = [line(runs[v], bcfg, warmup, with_losses) for v in variants]
     if "pipeline" in runs and "bare" in runs:
         lines.append(ratio_line(lines[variants.index("pipeline")], lines[variants.index("bare")]))

@@ -22,9 +22,8 @@ def apply_tf32(t: TrainingConfig) -> None:
     """TF32 tensor-core matmuls/convolutions on CUDA when ``training.tf32`` (full fp32 otherwise)."""
     if not torch.cuda.is_available():
         return
-    torch.backends.cuda.matmul.allow_tf32 = t.tf32
+    torch.set_float32_matmul_precision("high" if t.tf32 else "highest")  # "high" = matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = t.tf32
-    torch.set_float32_matmul_precision("high" if t.tf32 else "highest")
 
 
 def check_fp8(cfg: Config) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -46,11 +47,45 @@ class StepClock:
             return [a.elapsed_time(b) / 1000.0 for a, b in zip(self.marks, self.marks[1:])]
         return [b - a for a, b in zip(self.marks, self.marks[1:])]
 
+    def excluded_count(self, skip: int) -> int:
+        """Intervals after the first ``skip`` that were left out of the timing."""
+        return len([i for i in self.excluded if skip <= i < len(self.marks) - 1])
+
     def timed(self, skip: int) -> tuple[list[float], list[float]]:
         """(step times, data waits) of the intervals after the first ``skip`` (warm-up), less excluded ones."""
         pairs = [(d, w) for i, (d, w) in enumerate(zip(self.durations(), self.data_wait))
                  if i >= skip and i not in self.excluded]
         return [d for d, _ in pairs], [w for _, w in pairs]
+
+
+class SyncCounter:
+    """Host syncs per interval between marks, from CUDA's sync debug mode (a warning per synchronizing call)."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+        self._ctx: Any = None
+        self._log: list[Any] | None = None
+
+    def start(self) -> None:
+        if not torch.cuda.is_available():
+            return
+        self._ctx = warnings.catch_warnings(record=True)
+        self._log = self._ctx.__enter__()
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+
+    def mark(self, first: bool) -> None:
+        if self._log is None:
+            return
+        if not first:
+            self.counts.append(sum(1 for w in self._log if "synchroniz" in str(w.message)))
+        self._log.clear()
+
+    def stop(self) -> None:
+        if self._ctx is not None:
+            torch.cuda.set_sync_debug_mode(0)
+            self._ctx.__exit__(None, None, None)
+            self._ctx = self._log = None
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Speed check on one H100/H200, one command, under 8 minutes. Run from the repository root:
+#     bash bench/gpu_check.sh                       # everything
+#     GPU_CHECK_STEPS="shakespeare" bash bench/gpu_check.sh   # a subset (names below), e.g. to rerun one part
+#
+#  base        gpt2-small at 16 x 1024, bf16, compiled: the real pipeline and the bare PyTorch loop
+#              (scripts/benchmark.py); host syncs counted inside the timed pipeline steps (expect at most 1 step
+#              with syncs: the last one logs); pipeline/bare ratio and their losses
+#  eager       the pipeline with compile off; its losses are checked against the compiled run's, same steps
+#  fp8         training.fp8=true (torchao float8), when torchao imports
+#  no_fused    training.fused_adamw=false
+#  no_tf32     training.tf32=false
+#  autobatch   training.batch_size=auto (the searched micro-batch and its tokens/s, bare loop)
+#  shakespeare config/shakespeare-char-gpu.yaml end to end: whole-process time and validation loss (its time is
+#              reserved: the other steps are skipped when they would eat into it)
+# Every step has a timeout. A table goes to stdout and $OUT/table.md (logs and JSON lines in $OUT too).
+#
+# The GPU image has torch, lightning and transformers but not pydantic, datasets, torchdata or torchao: their
+# wheels come carried in .whl/ (git-ignored), as does tinyshakespeare.txt (or set SHAKESPEARE=path).
+# GPU_CHECK_SMOKE=1 runs the same steps tiny on a CPU (checks this script, not the GPU).
+set -o pipefail
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 TOKENIZERS_PARALLELISM=false
+if ls .whl/*.whl >/dev/null 2>&1 && [ -z "$GPU_CHECK_SMOKE" ]; then
+  python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PWD/src
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+STEPS=${GPU_CHECK_STEPS:-base eager fp8 no_fused no_tf32 autobatch shakespeare}
+BUDGET_S=${BUDGET_S:-460}     # the whole script, machine start-up not included
+SHK_RESERVE_S=${SHK_RESERVE_S:-210}  # kept for the shakespeare run
+CACHE=/tmp/dlt-gpu-check-cache
+SHK=${SHAKESPEARE:-}
+for f in .whl/tinyshakespeare.txt shared/data/tinyshakespeare.txt ../shared/data/tinyshakespeare.txt; do
+  [ -z "$SHK" ] && [ -f "$f" ] && SHK=$PWD/$f
+done
+
+if [ -n "$GPU_CHECK_SMOKE" ]; then
+  BENCH=(--config config/debug.yaml --steps 4 --warmup 2 logging.sample_tokens=0 logging.interval=1000)
+  SHK_ARGS=(training.max_steps=30 training.eval_interval=10 training.eval_steps=2 model.num_layers=2
+            model.hidden_size=64 model.num_attention_heads=2 data.seq_len=32 training.batch_size=8
+            data.num_workers=0 logging.sample_tokens=8)
+else
+  # gpt2-small (124M at vocab 50k; a 32k BPE trained on the embedded corpus here), 16 x 1024 tokens per step.
+  BENCH=(--config config/gpt2-small.yaml --steps 20 --warmup 6 data.seq_len=1024 training.batch_size=16
+         training.precision=bf16-mixed tokenizer.vocab_size=32768 tokenizer.train_sample_bytes=20000000
+         training.learning_rate=0.0006 training.warmup_steps=5 logging.interval=1000 logging.sample_tokens=0)
+  SHK_ARGS=()
+fi
+B=(python3 scripts/benchmark.py "${BENCH[@]}" --cache-dir "$CACHE")
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
+reserve() { wanted shakespeare && [ -n "$SHK" ] && echo "$SHK_RESERVE_S" || echo 0; }
+
+step() {  # step NAME LIMIT_S CMD...: run with a timeout unless not wanted or the budget is spent; keep the log
+  local name=$1 limit=$2; shift 2
+  wanted "$name" || return 0
+  local left=$((BUDGET_S - $(reserve) - SECONDS))
+  if [ "$left" -lt 30 ]; then echo "=== $name: skipped (time budget spent)"; return 0; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "=== $name (limit ${limit}s)"
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.jsonl" 2> "$OUT/$name.log"
+  local rc=$?
+  grep -E 'error|Error|batch_size auto' "$OUT/$name.log" | grep -v -i warn | tail -3
+  echo "--- $name rc=$rc $((SECONDS - t0))s"
+}
+
+python3 -c "import torch, lightning, transformers; print('torch', torch.__version__, 'lightning', lightning.__version__,
+'transformers', transformers.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
+
+step base 200 "${B[@]}" --variants pipeline,bare --losses --sync-debug
+step eager 120 "${B[@]}" --variants pipeline --losses model.compile=false
+if python3 -c "import torchao.float8" 2>/dev/null; then
+  step fp8 150 "${B[@]}" --variants pipeline training.fp8=true
+else
+  wanted fp8 && echo "=== fp8: skipped (torchao not importable)"
+fi
+step no_fused 120 "${B[@]}" --variants pipeline training.fused_adamw=false
+step no_tf32 120 "${B[@]}" --variants pipeline training.tf32=false
+step autobatch 120 "${B[@]}" --variants bare --steps 4 --warmup 2 training.batch_size=auto model.compile=false
+
+if wanted shakespeare; then
+  if [ -n "$SHK" ]; then
+    limit=$((BUDGET_S - SECONDS)); [ "$limit" -lt 60 ] && limit=60
+    echo "=== shakespeare: config/shakespeare-char-gpu.yaml, whole process (limit ${limit}s)"
+    t0=$(date +%s.%N)
+    timeout "$limit" python3 scripts/run_training.py --config config/shakespeare-char-gpu.yaml --overwrite \
+      "data.path=$SHK" run.output_dir=/tmp/dlt-gpu-runs run.name=shk "${SHK_ARGS[@]}" > "$OUT/shakespeare.log" 2>&1
+    rc=$?
+    t1=$(date +%s.%N)
+    python3 - "$rc" "$t0" "$t1" "$OUT/shakespeare.json" <<'EOF'
+import json, sys
+from pathlib import Path
+rc, t0, t1, out = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
+s = Path("/tmp/dlt-gpu-runs/shk/summary.json")
+d = json.loads(s.read_text()) if s.is_file() and rc == 0 else {}
+keep = ("final_val_loss", "best_val_loss", "wall_time_s", "train_time_s", "tokens_per_s", "steps")
+row = {"exit": rc, "process_s": round(t1 - t0, 1), **{k: d.get(k) for k in keep}}
+out.write_text(json.dumps(row) + "\n")
+print(row)
+EOF
+  else
+    echo "=== shakespeare: skipped (no tinyshakespeare.txt; set SHAKESPEARE=path)"
+  fi
+fi
+
+python3 bench/gpu_table.py "$OUT"
+echo "total ${SECONDS}s"

@@ -1,0 +1,93 @@
+"""Summarize bench/gpu_check.sh results: a markdown table of the speed variants, the compiled-vs-eager loss check,
+the shakespeare-char-gpu run. Usage: python3 bench/gpu_table.py OUT_DIR (reads OUT_DIR/*.jsonl and shakespeare.json,
+writes OUT_DIR/table.md and prints it). Exit code 1 when the compiled-vs-eager loss check ran and failed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# Variant files in the order of the table: (file stem, label)
+ROWS = [("base", "compiled, fused AdamW, TF32 (all on)"), ("eager", "compile off"),
+        ("fp8", "FP8 on (torchao)"), ("no_fused", "fused AdamW off"), ("no_tf32", "TF32 off"),
+        ("autobatch", "batch_size auto (eager)")]
+LOSS_RTOL = 0.02  # compiled vs eager bf16 losses over the same steps: |a - b| <= 2% of the loss
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.startswith("{")]
+
+
+def _f(x: Any, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def row(label: str, d: dict[str, Any]) -> str:
+    mem = d.get("peak_memory_bytes")
+    cells = [label, d["variant"], d.get("micro_batch", "-"), _f(d["tokens_per_s"], ",.0f"),
+             _f(d["step_time_median_s"] * 1e3, ".1f"), _f(d["step_time_p90_s"] * 1e3, ".1f"), _f(d.get("mfu"), ".3f"),
+             _f(mem / 2**30 if mem else None, ".2f"), _f(d.get("data_wait_share"), ".3f"),
+             d.get("host_sync_steps", "-")]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def loss_check(a: list[float], b: list[float]) -> tuple[bool, float]:
+    n = min(len(a), len(b))
+    if n == 0:
+        return False, float("nan")
+    worst = max(abs(x - y) / max(abs(y), 1e-6) for x, y in zip(a[:n], b[:n]))
+    return worst <= LOSS_RTOL, worst
+
+
+def main(out: Path) -> int:
+    lines = ["| variant | loop | micro-batch | tokens/s | step median ms | step p90 ms | MFU | peak GiB | data wait | "
+             "host-sync steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    runs: dict[str, list[dict[str, Any]]] = {stem: read_lines(out / f"{stem}.jsonl") for stem, _ in ROWS}
+    base_tps = None
+    for stem, label in ROWS:
+        for d in runs[stem]:
+            if d["variant"] == "ratio":
+                continue
+            lines.append(row(label, d))
+            if stem == "base" and d["variant"] == "pipeline":
+                base_tps = d["tokens_per_s"]
+    notes = []
+    for d in runs["base"]:
+        if d["variant"] == "ratio":
+            notes.append(f"pipeline/bare step-time ratio (compiled): {d['step_time_ratio']:.3f} "
+                         f"({d['overhead_percent']:+.1f}%)")
+    if base_tps:
+        for stem, label in ROWS[1:-1]:
+            for d in runs[stem]:
+                if d["variant"] == "pipeline":
+                    notes.append(f"{label}: {d['tokens_per_s'] / base_tps:.2f}x the tokens/s of all-on")
+    ok = True
+    pipe = {stem: next((d for d in runs[stem] if d["variant"] == "pipeline"), None) for stem, _ in ROWS}
+    bare = next((d for d in runs["base"] if d["variant"] == "bare"), None)
+    if pipe["base"] and pipe["eager"] and "losses" in pipe["base"] and "losses" in pipe["eager"]:
+        ok, worst = loss_check(pipe["base"]["losses"], pipe["eager"]["losses"])
+        notes.append(f"compiled vs eager losses over {len(pipe['base']['losses'])} steps: max relative difference "
+                     f"{worst:.2e} ({'OK' if ok else 'FAIL'}, tolerance {LOSS_RTOL})")
+    else:
+        notes.append("compiled vs eager loss check: not run (base or eager missing)")
+    if pipe["base"] and bare and "losses" in bare:
+        _, worst = loss_check(pipe["base"]["losses"], bare["losses"])
+        notes.append(f"pipeline vs bare losses (both compiled): max relative difference {worst:.2e}")
+    shk = out / "shakespeare.json"
+    if shk.is_file():
+        s = json.loads(shk.read_text())
+        notes.append(f"shakespeare-char-gpu: whole process {s.get('process_s')} s (run wall {s.get('wall_time_s')} s, "
+                     f"train {s.get('train_time_s')} s), val loss final {s.get('final_val_loss')} / best "
+                     f"{s.get('best_val_loss')}, {s.get('tokens_per_s')} tokens/s, exit {s.get('exit')}")
+    text = "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+    (out / "table.md").write_text(text)
+    print(text)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else ".")))
