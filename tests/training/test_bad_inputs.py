@@ -146,6 +146,24 @@ def test_environment_rows(existing_run: Path, tmp_path: Path, capsys: pytest.Cap
             del os.environ["MASTER_PORT"]
 
 
+WORLD_ROWS = [  # (WORLD_SIZE a launcher such as torchrun exports, overrides, fragment)
+    ("3", ["distributed.strategy=fsdp", "distributed.fsdp.sharding=hybrid", "distributed.num_nodes=2",
+           "distributed.devices=2"], "distributed.fsdp.sharding: hybrid shards within each node"),
+    ("4", ["distributed.strategy=ddp", "distributed.num_nodes=2", "distributed.devices=1"],
+     "distributed.devices: the launcher started 4 processes"),
+]
+
+
+@pytest.mark.parametrize(("world", "overrides", "fragment"), WORLD_ROWS, ids=["hybrid-not-divisible", "mismatch"])
+def test_launched_world_rows(existing_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                             world: str, overrides: list[str], fragment: str) -> None:
+    """A launched world that cannot fit the config (e.g. torchrun nodes with different --nproc-per-node) is one
+    clear line before any process group exists, not a RuntimeError inside the run or Lightning's traceback."""
+    monkeypatch.setenv("WORLD_SIZE", world)
+    _check(existing_run, train_args(existing_run, "w", "distributed.accelerator=cpu", *overrides), fragment, capsys)
+    assert not (existing_run / "w").exists()
+
+
 def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture) -> None:
     import errno

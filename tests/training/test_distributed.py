@@ -1,4 +1,5 @@
-"""Multi-process training on CPU with gloo: DDP and FSDP2 match one process, 2-node torchrun, failures."""
+"""Multi-process training on CPU with gloo: DDP and FSDP2 (full, hybrid, CPU offload) match one process,
+2-node torchrun, failures."""
 
 from __future__ import annotations
 
@@ -55,6 +56,20 @@ def test_two_processes_match_one(single: Path, tmp_path: Path, strategy: str, to
     assert v1.keys() == v2.keys() and all(abs(v1[s] - v2[s]) <= tol for s in v1)
     summary = json.loads((tmp_path / strategy / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["accumulation"] == 1 and summary["global_batch_size"] == 8
+    if strategy == "fsdp":  # full sharding: one mesh dimension over both ranks, no offload
+        assert summary["fsdp"] == {"mesh": {"data_parallel": 2}, "placements": ["Shard(dim=0)"],
+                                   "cpu_offload": False, "pin_memory": False}, summary["fsdp"]
+    else:
+        assert "fsdp" not in summary
+
+
+def test_ddp_with_accumulation_matches_one_process(single: Path, tmp_path: Path) -> None:
+    """2 processes x micro-batch 2 x accumulation 2 (Lightning's no_sync), the default static_graph config.
+    Validation reads eval_steps batches of the micro-batch size, so only the training losses are comparable."""
+    proc = _run(tmp_path, "acc", "distributed.devices=2", "distributed.strategy=ddp", "training.batch_size=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "acc" / "summary.json").read_text())["accumulation"] == 2
+    _assert_matches_single(single, tmp_path / "acc", tol=1e-5, val=False)
 
 
 def test_fsdp_sharded_checkpoint_resumes(tmp_path: Path) -> None:
@@ -78,15 +93,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun_two_nodes(out: Path, *extra: str) -> list[subprocess.CompletedProcess]:
+def _torchrun_two_nodes(out: Path, *extra: str, per_node: int = 1, name: str = "twonode",
+                        strategy: str = "ddp") -> list[subprocess.CompletedProcess]:
     port = _free_port()
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
     procs = []
     for node in (0, 1):
-        cmd = [torchrun, "--nnodes=2", f"--node-rank={node}", "--nproc-per-node=1", "--master-addr=127.0.0.1",
-               f"--master-port={port}", str(REPO / "scripts" / "run_training.py"), "--config", DEBUG,
-               f"run.output_dir={out}", "run.name=twonode", *SAME, "distributed.num_nodes=2",
-               "distributed.strategy=ddp", "checkpoint.every_n_steps=5", *extra]
+        cmd = [torchrun, "--nnodes=2", f"--node-rank={node}", f"--nproc-per-node={per_node}",
+               "--master-addr=127.0.0.1", f"--master-port={port}", str(REPO / "scripts" / "run_training.py"),
+               "--config", DEBUG, f"run.output_dir={out}", f"run.name={name}", *SAME, "distributed.num_nodes=2",
+               f"distributed.devices={per_node}", f"distributed.strategy={strategy}", "checkpoint.every_n_steps=5",
+               *extra]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                       cwd=REPO))
@@ -107,6 +124,42 @@ def test_two_node_torchrun_trains_checkpoints_and_resumes(tmp_path: Path) -> Non
     assert load_checkpoint_file(run / "checkpoints" / "last.ckpt")["global_step"] == 10
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["resumed"] and summary["steps"] == 10
+
+
+def _assert_matches_single(single: Path, run: Path, tol: float = 1e-4, val: bool = True) -> None:
+    one, many = _losses(single), _losses(run)
+    assert sorted(one) == sorted(many) == list(range(1, 11))
+    for step in one:
+        assert abs(one[step] - many[step]) <= tol, (step, one[step], many[step])
+    if not val:
+        return
+    v1, v2 = _losses(single, "val/loss"), _losses(run, "val/loss")
+    assert v1.keys() == v2.keys() and all(abs(v1[s] - v2[s]) <= tol for s in v1), (v1, v2)
+
+
+def test_fsdp_hybrid_two_nodes_matches_one_process(single: Path, tmp_path: Path) -> None:
+    """HSDP over 2 nodes x 2 processes (torchrun on loopback): a 2-D (replicate=2, shard=2) mesh, same losses."""
+    results = _torchrun_two_nodes(tmp_path, "distributed.fsdp.sharding=hybrid", "training.batch_size=2",
+                                  per_node=2, name="hybrid", strategy="fsdp")
+    assert all(r.returncode == 0 for r in results), [r.stderr[-3000:] for r in results]
+    run = tmp_path / "hybrid"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 4 and summary["accumulation"] == 1 and summary["global_batch_size"] == 8
+    # read back from the trained parameters: replicated across the 2 nodes, sharded over the 2 ranks of a node
+    assert summary["fsdp"]["mesh"] == {"replicate": 2, "shard": 2}, summary["fsdp"]
+    assert summary["fsdp"]["placements"] == ["Replicate()", "Shard(dim=0)"], summary["fsdp"]
+    _assert_matches_single(single, run)
+
+
+def test_fsdp_cpu_offload_matches_one_process(single: Path, tmp_path: Path) -> None:
+    """cpu_offload on a CPU run: torch's offload policy really runs (unpinned: pinning needs a GPU), same losses."""
+    proc = _run(tmp_path, "offload", "distributed.devices=2", "distributed.strategy=fsdp",
+                "distributed.fsdp.cpu_offload=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "offload" / "summary.json").read_text())
+    assert summary["fsdp"] == {"mesh": {"data_parallel": 2}, "placements": ["Shard(dim=0)"], "cpu_offload": True,
+                               "pin_memory": False}, summary["fsdp"]
+    _assert_matches_single(single, tmp_path / "offload")
 
 
 def test_killed_rank_ends_the_job(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import multiprocessing as mp
 import os
@@ -135,6 +136,29 @@ def test_loss_spike_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert cli(args)[0] == 0
     log = [json.loads(line) for line in (tmp_path / "sp" / "rollbacks.jsonl").read_text().splitlines()]
     assert log[0]["bad_step"] == 16 and log[0]["restart_step"] == 15 and "running mean" in log[0]["reason"]
+
+
+def test_loss_spike_with_accumulation_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accumulation 2: the bad data is in the step's first micro-batch, and Lightning hands the guard each loss
+    divided by 2; the guard still sees the step's true loss (and keeps its running mean on that scale)."""
+    monkeypatch.setenv("DLT_FAULT_SPIKE_AT_STEPS", "16")
+    args = train_args(tmp_path, "spa", "training.max_steps=18", "checkpoint.every_n_steps=5",
+                      "training.spike_factor=1.3", "checkpoint.export_hf=false", "training.learning_rate=0.01",
+                      "training.global_batch_size=8", "logging.interval=1")
+    assert cli(args)[0] == 0
+    run = tmp_path / "spa"
+    log = [json.loads(line) for line in (run / "rollbacks.jsonl").read_text().splitlines()]
+    assert log[0]["bad_step"] == 16 and log[0]["restart_step"] == 15 and "running mean" in log[0]["reason"]
+    assert log[0]["skipped_samples_per_rank"] == (16 - 15) * 4 * 2
+    assert json.loads((run / "summary.json").read_text())["accumulation"] == 2
+    state = load_checkpoint_file(run / "checkpoints" / "last.ckpt")["callbacks"]["SpikeGuard"]
+    with open(run / "metrics.csv") as f:  # every step's loss (logging.interval=1), as the module logs it
+        losses = {int(float(r["step"])): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+    assert sorted(losses) == list(range(1, 19)) and state["seen"] == 18
+    mean = losses[1]
+    for step in range(2, 19):  # the guard's running mean (decay 0.9) is over these true step losses
+        mean = 0.9 * mean + 0.1 * losses[step]
+    assert state["mean"] == pytest.approx(mean, rel=1e-5), (state, mean)
 
 
 @pytest.mark.slow

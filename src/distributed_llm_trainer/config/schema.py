@@ -50,7 +50,9 @@ class ModelConfig(Section):
     bias: bool | None = Field(None, description="Biases in linear layers (gpt2: yes, llama: no).")
     activation_checkpointing: bool = Field(False, description="Recompute each block in backward to save memory.")
     compile: bool | None = Field(None, description="torch.compile the inner model; default: on for CUDA, off on CPU.")
-    loss_chunk_size: int = Field(0, ge=0, description="Tokens per chunk of the memory-lean loss; 0 = one fused pass.")
+    loss_chunk_size: int | None = Field(
+        None, ge=0, description="Tokens per chunk of the fused head+loss; 0 = one plain pass; unset = auto."
+    )
     init_from: str | None = Field(None, description="Local transformers checkpoint dir to load weights from.")
     trust_remote_code: bool = Field(False, description="Allow custom code from HF checkpoints (off: safer).")
 
@@ -156,7 +158,9 @@ class DeepSpeedConfig(Section):
 
 class DDPConfig(Section):
     gradient_as_bucket_view: bool = Field(True, description="Gradients alias DDP buckets (saves a copy).")
-    static_graph: bool = Field(True, description="Tell DDP the graph does not change between steps.")
+    static_graph: bool = Field(
+        True, description="Tell DDP the graph does not change between steps (off with gradient accumulation)."
+    )
     find_unused_parameters: bool = Field(False, description="Search for unused parameters each step (slow).")
 
 

@@ -169,7 +169,7 @@ class HFCausalLM(nn.Module):
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, attention_mask: Tensor | None = None) -> Tensor:
         chunk = self.args.loss_chunk_size
-        if targets is None or chunk <= 0 or not self._plain_head:
+        if targets is None or chunk == 0 or not self._plain_head:
             logits = self.hf(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
             if targets is None:
                 return logits

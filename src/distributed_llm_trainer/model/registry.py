@@ -28,7 +28,7 @@ class ModelArgs:
     norm_eps: float = 1e-5
     bias: bool = True
     activation_checkpointing: bool = False
-    loss_chunk_size: int = 0
+    loss_chunk_size: int | None = None  # None: auto (see model/loss.py)
     backend: Literal["native", "hf"] = "native"
     hf_model_type: str | None = None
     name: str = "custom"

@@ -83,7 +83,13 @@ class Preemption(L.Callback):
 
 class SpikeGuard(L.Callback):
     """Request a rollback after ``max_bad`` consecutive skipped steps (checked at the logging interval) or, when
-    ``spike_factor`` is set, when a step's loss exceeds that multiple of its running mean (one sync per step)."""
+    ``spike_factor`` is set, when a step's loss exceeds that multiple of its running mean (one sync per step).
+
+    A step's loss is the mean of its micro-batch losses, averaged over the ranks (so every rank takes the same
+    decision). Lightning hands ``on_train_batch_end`` the training_step loss already divided by
+    ``accumulate_grad_batches``: it is multiplied back, so the running mean (saved in checkpoints) is the true
+    loss whatever the accumulation, also when a run resumes with another world size and so another accumulation.
+    """
 
     def __init__(self, max_bad: int, spike_factor: float | None, interval: int, warmup: int = 10,
                  decay: float = 0.9) -> None:
@@ -95,9 +101,20 @@ class SpikeGuard(L.Callback):
         self.mean: float | None = None
         self.seen = 0
         self._last_step = -1
+        self._window_sum: Any = None  # on-device sum of the true micro-batch losses of the step being accumulated
+        self._window_count = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._last_step = trainer.global_step  # the first micro-batch of an accumulation is not a step boundary
+        self._window_sum, self._window_count = None, 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
                            ) -> None:
+        if self.spike_factor is not None and outputs is not None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            loss = loss.detach().float() * trainer.accumulate_grad_batches  # undo Lightning's division (no sync)
+            self._window_sum = loss if self._window_sum is None else self._window_sum + loss
+            self._window_count += 1
         step = trainer.global_step
         if step == self._last_step:
             return  # still accumulating
@@ -106,9 +123,13 @@ class SpikeGuard(L.Callback):
         if consecutive is not None and (self.spike_factor is not None or step % self.interval == 0):
             if consecutive.item() >= self.max_bad:
                 raise RollbackRequest(step, f"{int(consecutive.item())} consecutive non-finite steps")
-        if self.spike_factor is None or outputs is None:
+        if self.spike_factor is None or self._window_sum is None:
             return
-        loss = float(outputs["loss"].detach()) if isinstance(outputs, dict) else float(outputs.detach())
+        step_loss = self._window_sum / self._window_count
+        self._window_sum, self._window_count = None, 0
+        if trainer.world_size > 1:
+            step_loss = trainer.strategy.reduce(step_loss, reduce_op="mean")
+        loss = float(step_loss)
         if loss != loss:  # NaN: counted as a skipped step by the module
             return
         self.seen += 1

@@ -200,6 +200,11 @@ class Session:
             "accumulation": self.budget.accumulation, "precision": str(trainer.precision),
             "data": self.data.stats, "resumed": run.resume_from is not None,
         }
+        from .fsdp import fsdp_layout
+
+        layout = fsdp_layout(module.model)  # the mesh and offload FSDP2 really ran with (read from the parameters)
+        if layout is not None:
+            extra["fsdp"] = layout
         latest = self.samples.latest() if self.samples is not None else None
         if latest:
             extra["samples"] = latest  # from the final evaluation

@@ -23,7 +23,29 @@ def world_size(cfg: Config) -> int:
     return int(devices) * cfg.distributed.num_nodes
 
 
-def build_strategy(cfg: Config, accelerator: str, precision: str) -> Any:
+def check_world(cfg: Config) -> None:
+    """The launched world must fit the config (before any collective, so the user gets one clear line).
+
+    Lightning itself computes ``devices x num_nodes``, which hybrid sharding always divides; a launcher
+    (torchrun, SLURM) can start another number of processes, e.g. nodes with different ``--nproc-per-node``.
+    """
+    import os
+
+    d = cfg.distributed
+    world = world_size(cfg)
+    if d.strategy == "fsdp" and d.fsdp.sharding == "hybrid" and world % d.num_nodes:
+        raise UserError("distributed.fsdp.sharding", f"hybrid shards within each node and replicates across nodes, "
+                        f"so the world size {world} must be divisible by distributed.num_nodes {d.num_nodes}; start "
+                        "the same number of processes on every node, fix num_nodes, or use sharding=full")
+    launched = os.environ.get("WORLD_SIZE")
+    if launched and d.devices != "auto" and int(launched) != d.devices * d.num_nodes:
+        raise UserError("distributed.devices", f"the launcher started {launched} processes but devices {d.devices} "
+                        f"x num_nodes {d.num_nodes} = {d.devices * d.num_nodes}; set distributed.devices to the "
+                        "processes per node (torchrun --nproc-per-node) and distributed.num_nodes to --nnodes")
+
+
+def build_strategy(cfg: Config, accelerator: str, precision: str, accumulation: int = 1) -> Any:
+    check_world(cfg)
     d = cfg.distributed
     timeout = timedelta(seconds=d.timeout_s)
     multi = world_size(cfg) > 1
@@ -40,7 +62,9 @@ def build_strategy(cfg: Config, accelerator: str, precision: str) -> Any:
             process_group_backend="nccl" if accelerator == "gpu" else "gloo",
             timeout=timeout,
             gradient_as_bucket_view=d.ddp.gradient_as_bucket_view,
-            static_graph=d.ddp.static_graph,
+            # torch DDP's static graph breaks under no_sync (Lightning's accumulation): the first backward
+            # fails with "expect_autograd_hooks_ INTERNAL ASSERT FAILED" (pytorch/pytorch#143580).
+            static_graph=d.ddp.static_graph and accumulation == 1,
             find_unused_parameters=d.ddp.find_unused_parameters,
         )
     if kind == "fsdp":

@@ -75,7 +75,7 @@ def build_trainer(cfg: Config, run_dir: Path, budget: Budget, callbacks: list[L.
                   loggers: list[Any], enable_progress_bar: bool = False) -> L.Trainer:
     accelerator = resolve_accelerator(cfg)
     precision = resolve_precision(cfg)
-    strategy = build_strategy(cfg, accelerator, precision)
+    strategy = build_strategy(cfg, accelerator, precision, budget.accumulation)
     # DeepSpeed writes its own sharded checkpoint folders; everything else goes through our atomic writer.
     plugins = None if cfg.distributed.strategy == "deepspeed" else [AtomicCheckpointIO()]
     return L.Trainer(
