@@ -93,6 +93,6 @@ def test_bf16_autocast_on_cpu_keeps_fp32_gradients_close() -> None:
 
 
 def test_auto_chunk_size() -> None:
-    assert auto_chunk_size(8192) == 256
+    assert auto_chunk_size(8192) == 512
+    assert auto_chunk_size(50257) == 512
     assert auto_chunk_size(65) == (1 << 21) // 65  # a tiny vocabulary: the whole batch in one chunk
-    assert auto_chunk_size(10**7) == 64

@@ -38,6 +38,8 @@ def test_benchmark_script_prints_both_variants_and_the_ratio(tmp_path: Path) -> 
         assert x["step_time_p90_s"] >= x["step_time_median_s"] > 0
     ratio = lines[2]["step_time_ratio"]
     assert 0.1 < ratio < 20 and math.isclose(ratio, lines[0]["step_time_median_s"] / lines[1]["step_time_median_s"])
+    (round_ratio,) = lines[2]["round_ratios"]  # one round: its ratio is the pooled one
+    assert math.isclose(round_ratio, ratio) and math.isclose(lines[2]["round_ratio_median"], ratio)
     assert out.read_text() == proc.stdout
     assert sorted(p.name for p in REPO.iterdir()) == before  # nothing left in the checkout
 

@@ -242,8 +242,12 @@ def line(runs: list[VariantRun], cfg: Config, warmup: int, with_losses: bool) ->
 
 
 def ratio_line(pipe: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
+    """pipeline/bare step time: of the pooled medians, and the median of the per-round ratios (each round's two
+    variants run back to back, so on a host whose speed drifts this is the figure to quote)."""
     r = pipe["step_time_median_s"] / bare["step_time_median_s"]
+    per_round = [p / b for p, b in zip(pipe["round_medians_s"], bare["round_medians_s"], strict=True)]
     return {"variant": "ratio", "step_time_ratio": r, "overhead_percent": 100.0 * (r - 1.0),
+            "round_ratio_median": statistics.median(per_round), "round_ratios": per_round,
             "mean_step_time_ratio": pipe["step_time_mean_s"] / bare["step_time_mean_s"],
             "tokens_per_s_ratio": pipe["tokens_per_s"] / bare["tokens_per_s"]}
 
