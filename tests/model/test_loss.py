@@ -96,3 +96,16 @@ def test_auto_chunk_size() -> None:
     assert auto_chunk_size(8192) == 512
     assert auto_chunk_size(50257) == 512
     assert auto_chunk_size(65) == (1 << 21) // 65  # a tiny vocabulary: the whole batch in one chunk
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_under_torch_compile_matches_eager(chunk: int | None) -> None:
+    """Auto: the plain pass while dynamo traces; an explicit chunk: dynamo traces the fused autograd.Function."""
+    h, w, b, t = _inputs(True)
+    ref_loss, ref_grads = _loss_and_grads(0, True)
+    compiled = torch.compile(causal_lm_loss, backend="aot_eager", fullgraph=False)
+    loss = compiled(h, w, t, chunk, b)
+    loss.backward()
+    torch.testing.assert_close(loss.detach(), ref_loss, atol=1e-6, rtol=1e-6)
+    for g, r in zip((h.grad, w.grad, b.grad), ref_grads, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-6, rtol=1e-5)
