@@ -3,14 +3,16 @@
 #     bash bench/gpu_check.sh                       # everything
 #     GPU_CHECK_STEPS="shakespeare" bash bench/gpu_check.sh   # a subset (names below), e.g. to rerun one part
 #
+#  peak        the card's measured bf16 matmul peak (8192^3 products); MFU below is against it
 #  base        gpt2-small at 16 x 1024, bf16, compiled: the real pipeline and the bare PyTorch loop
 #              (scripts/benchmark.py); host syncs counted inside the timed pipeline steps (expect at most 1 step
 #              with syncs: the last one logs); pipeline/bare ratio and their losses
 #  eager       the pipeline with compile off; its losses are checked against the compiled run's, same steps
-#  fp8         training.fp8=true (torchao float8), when torchao imports
+#  fp8         training.fp8=true (torchao float8), when torchao imports; its 50 losses checked against base's
 #  no_fused    training.fused_adamw=false
 #  no_tf32     training.tf32=false
 #  autobatch   training.batch_size=auto (the searched micro-batch and its tokens/s, bare loop)
+#  gputests    the GPU-marked tests (tests/model/test_gpu.py, tests/training/test_gpu_strategies.py), last
 #  shakespeare config/shakespeare-char-gpu.yaml end to end: whole-process time and validation loss (its time is
 #              reserved: the other steps are skipped when they would eat into it)
 # Every step has a timeout. A table goes to stdout and $OUT/table.md (logs and JSON lines in $OUT too).
@@ -27,9 +29,9 @@ if ls .whl/*.whl >/dev/null 2>&1 && [ -z "$GPU_CHECK_SMOKE" ]; then
     && export PYTHONPATH=/tmp/site:$PWD/src
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-STEPS=${GPU_CHECK_STEPS:-base eager fp8 no_fused no_tf32 autobatch shakespeare}
-BUDGET_S=${BUDGET_S:-460}     # the whole script, machine start-up not included
-SHK_RESERVE_S=${SHK_RESERVE_S:-210}  # kept for the shakespeare run
+STEPS=${GPU_CHECK_STEPS:-peak base shakespeare eager fp8 no_fused no_tf32 autobatch gputests}
+BUDGET_S=${BUDGET_S:-470}     # the whole script, machine start-up not included
+SHK_RESERVE_S=${SHK_RESERVE_S:-190}  # kept for the shakespeare run
 CACHE=/tmp/dlt-gpu-check-cache
 SHK=${SHAKESPEARE:-}
 for f in .whl/tinyshakespeare.txt shared/data/tinyshakespeare.txt ../shared/data/tinyshakespeare.txt; do
@@ -37,18 +39,21 @@ for f in .whl/tinyshakespeare.txt shared/data/tinyshakespeare.txt ../shared/data
 done
 
 if [ -n "$GPU_CHECK_SMOKE" ]; then
-  BENCH=(--config config/debug.yaml --steps 4 --warmup 2 logging.sample_tokens=0 logging.interval=1000)
+  BENCH=(--config config/debug.yaml --steps 4 --warmup 2 logging.sample_tokens=0 logging.interval=1000
+         model.padded_vocab_size=4160)
   SHK_ARGS=(training.max_steps=30 training.eval_interval=10 training.eval_steps=2 model.num_layers=2
             model.hidden_size=64 model.num_attention_heads=2 data.seq_len=32 training.batch_size=8
             data.num_workers=0 logging.sample_tokens=8)
 else
-  # gpt2-small (124M at vocab 50k; a 32k BPE trained on the embedded corpus here), 16 x 1024 tokens per step.
-  BENCH=(--config config/gpt2-small.yaml --steps 20 --warmup 6 data.seq_len=1024 training.batch_size=16
+  # gpt2-small, 16 x 1024 tokens per step. The embedded corpus yields at most ~36k BPE tokens, so a 32k BPE is
+  # trained and the embedding/head are padded to 50304 rows (GPT-2's 50257 rounded up to 64, as nanoGPT does):
+  # 124M parameters, GPT-2's shape. 50 steps in all (10 untimed): the losses compared below cover all 50.
+  BENCH=(--config config/gpt2-small.yaml --steps 40 --warmup 10 data.seq_len=1024 training.batch_size=16
+         model.padded_vocab_size=50304
          training.precision=bf16-mixed tokenizer.vocab_size=32768 tokenizer.train_sample_bytes=20000000
          training.learning_rate=0.0006 training.warmup_steps=5 logging.interval=1000 logging.sample_tokens=0)
   SHK_ARGS=()
 fi
-B=(python3 scripts/benchmark.py "${BENCH[@]}" --cache-dir "$CACHE")
 wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 reserve() { wanted shakespeare && [ -n "$SHK" ] && echo "$SHK_RESERVE_S" || echo 0; }
 
@@ -69,20 +74,32 @@ step() {  # step NAME LIMIT_S CMD...: run with a timeout unless not wanted or th
 python3 -c "import torch, lightning, transformers; print('torch', torch.__version__, 'lightning', lightning.__version__,
 'transformers', transformers.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 
-step base 200 "${B[@]}" --variants pipeline,bare --losses --sync-debug
-step eager 120 "${B[@]}" --variants pipeline --losses model.compile=false
-if python3 -c "import torchao.float8" 2>/dev/null; then
-  step fp8 150 "${B[@]}" --variants pipeline training.fp8=true
-else
-  wanted fp8 && echo "=== fp8: skipped (torchao not importable)"
+if wanted peak && [ -z "$GPU_CHECK_SMOKE" ]; then  # bf16 matmul peak of this card, for MFU (issue: >= 63% of it)
+  PEAK=$(python3 - <<'EOF'
+import torch
+a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+for _ in range(3):
+    a @ b
+start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+start.record()
+for _ in range(20):
+    a @ b
+end.record()
+torch.cuda.synchronize()
+print(f"{20 * 2 * 8192**3 / (start.elapsed_time(end) / 1e3):.4e}")
+EOF
+)
+  echo "=== peak: measured bf16 matmul ${PEAK} FLOP/s"
+  echo "{\"measured_bf16_peak_flops\": $PEAK}" > "$OUT/peak.json"
+  [ -n "$PEAK" ] && BENCH+=("logging.peak_flops=$PEAK")
 fi
-step no_fused 120 "${B[@]}" --variants pipeline training.fused_adamw=false
-step no_tf32 120 "${B[@]}" --variants pipeline training.tf32=false
-step autobatch 120 "${B[@]}" --variants bare --steps 4 --warmup 2 training.batch_size=auto model.compile=false
+B=(python3 scripts/benchmark.py "${BENCH[@]}" --cache-dir "$CACHE")
+
+step base 200 "${B[@]}" --variants pipeline,bare --losses --sync-debug
 
 if wanted shakespeare; then
   if [ -n "$SHK" ]; then
-    limit=$((BUDGET_S - SECONDS)); [ "$limit" -lt 60 ] && limit=60
+    limit=$((BUDGET_S - SECONDS)); [ "$limit" -lt 60 ] && limit=60; [ "$limit" -gt 240 ] && limit=240
     echo "=== shakespeare: config/shakespeare-char-gpu.yaml, whole process (limit ${limit}s)"
     t0=$(date +%s.%N)
     timeout "$limit" python3 scripts/run_training.py --config config/shakespeare-char-gpu.yaml --overwrite \
@@ -95,7 +112,7 @@ from pathlib import Path
 rc, t0, t1, out = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
 s = Path("/tmp/dlt-gpu-runs/shk/summary.json")
 d = json.loads(s.read_text()) if s.is_file() and rc == 0 else {}
-keep = ("final_val_loss", "best_val_loss", "wall_time_s", "train_time_s", "tokens_per_s", "steps")
+keep = ("final_val_loss", "best_val_loss", "wall_time_s", "train_time_s", "tokens_per_s", "steps", "stop_reason")
 row = {"exit": rc, "process_s": round(t1 - t0, 1), **{k: d.get(k) for k in keep}}
 out.write_text(json.dumps(row) + "\n")
 print(row)
@@ -104,6 +121,20 @@ EOF
     echo "=== shakespeare: skipped (no tinyshakespeare.txt; set SHAKESPEARE=path)"
   fi
 fi
+SHK_RESERVE_S=0  # spent
+
+step eager 100 "${B[@]}" --variants pipeline --losses model.compile=false
+if python3 -c "import torchao.float8" 2>/dev/null; then
+  step fp8 150 "${B[@]}" --variants pipeline --losses training.fp8=true
+else
+  wanted fp8 && echo "=== fp8: skipped (torchao not importable)"
+fi
+step autobatch 90 "${B[@]}" --variants bare --steps 4 --warmup 2 training.batch_size=auto model.compile=false
+step no_fused 90 "${B[@]}" --variants pipeline --steps 20 --warmup 5 training.fused_adamw=false
+step no_tf32 90 "${B[@]}" --variants pipeline --steps 20 --warmup 5 training.tf32=false
+step gputests 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/model/test_gpu.py \
+  tests/training/test_gpu_strategies.py
+wanted gputests && [ -f "$OUT/gputests.jsonl" ] && tail -4 "$OUT/gputests.jsonl"
 
 python3 bench/gpu_table.py "$OUT"
 echo "total ${SECONDS}s"

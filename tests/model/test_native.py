@@ -135,6 +135,21 @@ def test_user_errors() -> None:
     assert e.value.what == "data.seq_len"
     with pytest.raises(UserError):
         resolve_model_args(ModelConfig(name="llama-debug", num_key_value_heads=3), 100, 16)  # 3 ∤ 4 heads
+    with pytest.raises(UserError) as e:
+        resolve_model_args(ModelConfig(name="gpt-debug", padded_vocab_size=99), 100, 16)
+    assert e.value.what == "model.padded_vocab_size" and "smaller than the tokenizer's 100" in e.value.why
+
+
+def test_padded_vocab_rows_and_flops() -> None:
+    for name in FAMILIES:
+        plain, padded = _model(name), _model(name, padded_vocab_size=V + 27)
+        assert padded.args.vocab_size == V + 27 and padded.lm_head.weight.shape[0] == V + 27
+        extra = 27 * plain.args.hidden_size * (1 if plain.args.tie_embeddings else 2)
+        assert padded.num_parameters(True) - plain.num_parameters(True) == extra
+        assert padded.flops_per_token(T) - plain.flops_per_token(T) == 6 * extra
+        x, y = _batch()
+        loss = padded(x, y)
+        assert torch.isfinite(loss) and padded(x).shape == (B, T, V + 27)
 
 
 def test_meta_init_then_to_empty_and_init_weights() -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from distributed_llm_trainer.config.schema import ModelConfig
+from distributed_llm_trainer.errors import UserError
 from distributed_llm_trainer.model.builder import build_model
 from distributed_llm_trainer.model.interop import _to_hf_tensors, export_hf, export_parity, hf_config
 
@@ -159,3 +160,18 @@ def test_gpt2_small_params_and_flops() -> None:
     flops = 6 * n + 12 * L * H * Q * 1024  # 741,920,256 + 113,246,208
     assert flops == 855_166_464
     assert model.flops_per_token(1024) == pytest.approx(flops)
+
+
+def test_padded_vocab_exports_and_reimports(tmp_path) -> None:
+    model = _native(name="gpt-debug", padded_vocab_size=V + 31)
+    assert model.wte.weight.shape[0] == V + 31 and model.lm_head.weight.shape[0] == V + 31
+    assert model(_ids()).shape[-1] == V + 31
+    export_hf(model, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["vocab_size"] == V + 31
+    assert export_parity(model, tmp_path, _ids()) < 1e-4
+    again = build_model(ModelConfig(init_from=str(tmp_path)), vocab_size=V, seq_len=T).eval()  # checkpoint's rows win
+    with torch.no_grad():
+        torch.testing.assert_close(again(_ids()), model(_ids()), atol=0, rtol=0)
+    with pytest.raises(UserError) as e:
+        build_model(ModelConfig(init_from=str(tmp_path), padded_vocab_size=V + 1), vocab_size=V, seq_len=T)
+    assert e.value.what == "model.padded_vocab_size"

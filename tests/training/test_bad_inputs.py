@@ -49,6 +49,7 @@ CONFIG_ROWS = [
     (["training.precision=bf16-mixed"], "bf16"),
     (["distributed.strategy=deepspeed"], "deepspeed"),
     (["checkpoint.keep_last=0"], "greater than or equal to 1"),
+    (["model.padded_vocab_size=10"], "smaller than the tokenizer's"),
 ]
 
 

@@ -133,3 +133,15 @@ def test_print_config_exits_zero(capsys: pytest.CaptureFixture) -> None:
     assert code == 0
     out = capsys.readouterr().out
     assert "max_steps: 7" in out and "run:" in out
+
+
+def test_early_stop_after_patience_evaluations(tmp_path: Path) -> None:
+    # lr 1e-12 leaves the fp32 weights (and so the val loss) unchanged: no eval after the first is a new best.
+    code, _ = cli(train_args(tmp_path, "es", "training.max_steps=40", "training.eval_interval=5",
+                             "training.learning_rate=1e-12", "training.min_lr=0", "training.early_stop_patience=2",
+                             "logging.sample_tokens=0"))
+    assert code == 0
+    summary = json.loads((tmp_path / "es" / "summary.json").read_text())
+    assert summary["stop_reason"] == "early_stop"
+    assert summary["steps"] == 15  # evals at 5 (best), 10 and 15 (2 without improvement)
+    assert (tmp_path / "es" / "checkpoints" / "best.ckpt").is_file() and (tmp_path / "es" / "hf").is_dir()

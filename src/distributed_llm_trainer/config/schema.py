@@ -48,6 +48,9 @@ class ModelConfig(Section):
     rope_theta: float | None = Field(None, gt=0, description="RoPE base frequency (llama family).")
     norm_eps: float | None = Field(None, gt=0, description="Epsilon of LayerNorm/RMSNorm.")
     bias: bool | None = Field(None, description="Biases in linear layers (gpt2: yes, llama: no).")
+    padded_vocab_size: int | None = Field(
+        None, gt=0, description="Embedding/head rows if above the tokenizer's size (e.g. 50304 for tensor cores)."
+    )
     activation_checkpointing: bool = Field(False, description="Recompute each block in backward to save memory.")
     compile: bool | None = Field(None, description="torch.compile the inner model; default: on for CUDA, off on CPU.")
     loss_chunk_size: int | None = Field(
@@ -127,6 +130,9 @@ class TrainingConfig(Section):
     eval_interval: int = Field(100, gt=0, description="Validate every this many optimizer steps.")
     eval_steps: int = Field(20, gt=0,
         description="Validation batches per evaluation, over all ranks together.")
+    early_stop_patience: int | None = Field(
+        None, gt=0, description="Stop after this many evaluations without a new best val loss; null: never."
+    )
     fused_adamw: bool | None = Field(None, description="Fused AdamW kernel; default: on for CUDA.")
     fp8: bool = Field(False, description="FP8 training on Hopper GPUs through torchao float8.")
     tf32: bool = Field(True, description="Allow TF32 matmuls on CUDA.")

@@ -303,6 +303,11 @@ def build_native_from_hf(cfg: ModelConfig, vocab_size: int, seq_len: int) -> Nat
             f"checkpoint vocabulary ({ckpt_vocab}) is smaller than the tokenizer's ({vocab_size}); use the "
             "checkpoint's tokenizer (tokenizer.type: hf, tokenizer.name_or_path: the same dir)",
         )
+    if cfg.padded_vocab_size is not None and cfg.padded_vocab_size != ckpt_vocab:
+        raise UserError(
+            "model.padded_vocab_size",
+            f"{cfg.padded_vocab_size} conflicts with the init_from checkpoint's {ckpt_vocab} rows; remove it",
+        )
     preset = "gpt-debug" if arch["family"] == "gpt2" else "llama-debug"
     if cfg.max_position_embeddings:
         arch["max_position_embeddings"] = cfg.max_position_embeddings

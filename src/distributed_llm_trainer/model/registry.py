@@ -97,12 +97,20 @@ def resolve_model_args(cfg: ModelConfig, vocab_size: int, seq_len: int) -> Model
     8h/3 rounded up to 256); new heads without key/value heads keep the preset's kv heads when they divide, else
     full multi-head attention; a new family takes that family's bias/tying conventions. llama's
     max_position_embeddings grows to seq_len (RoPE); gpt2's learned positions cannot, so seq_len beyond them is an
-    error. ``vocab_size`` always comes from the tokenizer.
+    error. ``vocab_size`` comes from the tokenizer; ``cfg.padded_vocab_size`` may round it up (extra rows are never
+    targets, so training pushes their logits down; nanoGPT pads GPT-2's 50257 to 50304 the same way).
     """
     if cfg.name not in PRESETS:
         raise UserError("model.name", f"unknown preset {cfg.name!r}; valid: {', '.join(PRESETS)}")
     if vocab_size < 1:
         raise UserError("tokenizer.vocab_size", f"vocabulary size must be positive, got {vocab_size}")
+    if cfg.padded_vocab_size is not None:
+        if cfg.padded_vocab_size < vocab_size:
+            raise UserError(
+                "model.padded_vocab_size",
+                f"{cfg.padded_vocab_size} is smaller than the tokenizer's {vocab_size} tokens; raise it or remove it",
+            )
+        vocab_size = cfg.padded_vocab_size
     fields: dict[str, Any] = dict(PRESETS[cfg.name])
     explicit = {k: getattr(cfg, k) for k in _OVERRIDES if getattr(cfg, k) is not None}
     family_changed = "family" in explicit and explicit["family"] != fields["family"]

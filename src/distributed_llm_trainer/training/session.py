@@ -187,6 +187,7 @@ class Session:
 
     def finish(self) -> dict[str, Any]:
         from .finish import best_checkpoint, export, full_model, sample_text, write_summary
+        from .trainer import stopped_early
 
         cfg, trainer, module, run = self.cfg, self.trainer, self.module, self.run_paths
         trainer.save_checkpoint(run.checkpoints / "last.ckpt", weights_only=False)  # collective when sharded
@@ -195,7 +196,7 @@ class Session:
             return {}
         preempted = getattr(module, "preempted", None)
         extra: dict[str, Any] = {
-            "stop_reason": preempted or self.budget.stop_reason,
+            "stop_reason": preempted or ("early_stop" if stopped_early(trainer) else self.budget.stop_reason),
             "world_size": self.world, "global_batch_size": self.budget.global_batch,
             "accumulation": self.budget.accumulation, "precision": str(trainer.precision),
             "data": self.data.stats, "resumed": run.resume_from is not None,

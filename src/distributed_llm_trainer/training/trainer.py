@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from ..config.schema import Config
 from ..errors import UserError
@@ -68,7 +68,16 @@ def checkpoint_callbacks(cfg: Config, ckpt_dir: Path) -> list[L.Callback]:
             dirpath=ckpt_dir, filename="best", auto_insert_metric_name=False, monitor="val/loss", mode="min",
             save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False,
         ))
+    if cfg.training.early_stop_patience:  # its counters are saved in checkpoints, so a resume continues them
+        callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=cfg.training.early_stop_patience,
+                                       check_on_train_epoch_end=False, strict=False))
     return callbacks
+
+
+def stopped_early(trainer: L.Trainer) -> bool:
+    """True when the EarlyStopping callback ended the run (before max_steps)."""
+    es = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)  # type: ignore[attr-defined]
+    return es is not None and es.wait_count >= es.patience
 
 
 def build_trainer(cfg: Config, run_dir: Path, budget: Budget, callbacks: list[L.Callback],
