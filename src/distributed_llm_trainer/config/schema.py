@@ -120,6 +120,7 @@ class TrainingConfig(Section):
     max_epochs: int | None = Field(None, gt=0, description="Stop after this many passes over the training windows.")
     max_tokens: int | None = Field(None, gt=0, description="Stop after this many training tokens.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (not on biases, norms, embeddings).")
+    decay_embeddings: bool = Field(False, description="Decay embedding matrices too (nanoGPT and HF Trainer do).")
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1.")
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2.")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")

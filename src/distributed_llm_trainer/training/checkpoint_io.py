@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..utils.fs import atomic_write_bytes, atomic_write_text
+from ..utils.fs import atomic_write_stream, atomic_write_text
 
 STEP_PATTERN = re.compile(r"step-(\d+)\.ckpt$")
 
@@ -25,18 +24,33 @@ def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+class _HashingWriter:
+    """A write-only file object that feeds every byte to a hash on its way to the real file."""
+
+    def __init__(self, f: BinaryIO, digest: Any) -> None:
+        self._f, self._digest = f, digest
+
+    def write(self, data: Any) -> int:
+        self._digest.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temp file, fsync, rename; a checksum sidecar detects truncation; load with weights_only=True."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        buf = io.BytesIO()
-        torch.save(checkpoint, buf)
-        data = buf.getvalue()
         path = Path(path)
-        # Checksum first: a kill between the two renames leaves the old ckpt with a mismatching sum, which the
-        # loader then skips in favour of the previous checkpoint (never a silently trusted half state).
-        atomic_write_text(_checksum_path(path), hashlib.sha256(data).hexdigest() + "\n")
-        atomic_write_bytes(path, data)
+        digest = hashlib.sha256()
+
+        def write(f: BinaryIO) -> None:  # stream to the temp file, hashing on the way (no in-memory copy)
+            torch.save(checkpoint, _HashingWriter(f, digest))
+
+        # Checksum renamed into place first: a kill between the two renames leaves the old ckpt with a mismatching
+        # sum, which the loader then skips in favour of the previous checkpoint (never a silently trusted half state).
+        atomic_write_stream(path, write, lambda: atomic_write_text(_checksum_path(path), digest.hexdigest() + "\n"))
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint_file(Path(path), map_location=map_location or "cpu")
@@ -48,6 +62,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def verify_checkpoint(path: Path) -> None:
     """Raise CorruptCheckpoint unless the file matches its checksum sidecar."""
+    path = path.resolve()  # last.ckpt may be a link to the newest step file; the target's sidecar counts
     if path.is_dir():  # distributed (sharded) checkpoint: torch.distributed.checkpoint writes .metadata last
         if not (path / ".metadata").is_file():
             raise CorruptCheckpoint(f"{path}: sharded checkpoint has no .metadata (interrupted save)")
@@ -64,6 +79,7 @@ def verify_checkpoint(path: Path) -> None:
 
 def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Verified, pickle-free load (tensors and plain containers only)."""
+    path = path.resolve()
     verify_checkpoint(path)
     try:
         if path.is_dir():  # sharded (FSDP2): tensors live in DCP shards, the rest in Lightning's meta.pt

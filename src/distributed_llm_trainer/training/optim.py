@@ -1,4 +1,4 @@
-"""AdamW with decay only on matrices (no decay on biases, norms and embeddings); gradient clipping with
+"""AdamW with decay only on matrices (no decay on biases, norms and, by default, embeddings); gradient clipping with
 non-finite step skipping, shared by the LightningModule and the bare benchmark loop."""
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from torch import nn
 from ..config.schema import TrainingConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: 2-D+ weights of linear layers decay; biases, norm weights and embeddings don't."""
-    embedding_params = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool = False) -> list[dict]:
+    """Two groups: 2-D+ weights of linear layers decay; biases, norm weights and (unless ``decay_embeddings``, as
+    nanoGPT and the HF Trainer do) embeddings, tied output head included, don't."""
+    embedding_params = set() if decay_embeddings else {
+        id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
+    }
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if not p.requires_grad:
@@ -34,7 +37,7 @@ def fused_available(device_type: str) -> bool:
 def build_optimizer(model: nn.Module, cfg: TrainingConfig, device_type: str) -> torch.optim.AdamW:
     fused = cfg.fused_adamw if cfg.fused_adamw is not None else fused_available(device_type)
     return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
+        param_groups(model, cfg.weight_decay, cfg.decay_embeddings),
         lr=cfg.learning_rate,
         betas=(cfg.beta1, cfg.beta2),
         eps=cfg.eps,

@@ -59,7 +59,7 @@ def checkpoint_callbacks(cfg: Config, ckpt_dir: Path) -> list[L.Callback]:
         save_top_k=cfg.checkpoint.keep_last,
         monitor="step",
         mode="max",
-        save_last=True,
+        save_last="link",  # last.ckpt links to the newest step file instead of writing it twice
         save_on_train_epoch_end=False,
     )
     callbacks: list[L.Callback] = [periodic]
