@@ -92,3 +92,16 @@ def test_hf_backend_activation_checkpointing_same_grads() -> None:
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for n, g in grads[0].items():
         torch.testing.assert_close(g, grads[1][n], msg=n)
+
+
+def test_compile_keeps_shapes_static() -> None:
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    model = build_model(ModelConfig(name="gpt-debug", num_layers=1), V, T)
+    compiled = maybe_compile(model, ModelConfig(compile=True), "cpu", backend=counter)
+    for batch in (4, 3, 2, 3):  # a dynamic graph would have served 2 after 3; static shapes compile each size once
+        compiled(torch.zeros(batch, T, dtype=torch.long))
+    assert counter.frame_count == 3
+    torch._dynamo.reset()

@@ -175,10 +175,19 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path: Path, monkeyp
                           "checkpoint.export_hf=false"))[0] == 0
     before = tree_digest(tmp_path / "r" / "checkpoints")
 
-    def full(path: Path, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    real = checkpoint_io.atomic_write_stream
 
-    monkeypatch.setattr(checkpoint_io, "atomic_write_bytes", full)
+    class FullDisk:  # the device fills up on the first write into the temp file
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+    def full(path: Path, write, before_replace=None) -> None:
+        real(path, lambda f: write(FullDisk()), before_replace)
+
+    monkeypatch.setattr(checkpoint_io, "atomic_write_stream", full)
     code, err = cli([*train_args(tmp_path, "r", "training.max_steps=8", "checkpoint.every_n_steps=2",
                                  "checkpoint.export_hf=false"), "--resume", str(tmp_path / "r")], capsys)
     assert_one_error_line(code, err, "No space left on device")
@@ -186,6 +195,7 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path: Path, monkeyp
     for name, digest in before.items():
         if name.startswith("step-"):
             assert after[name] == digest, name  # earlier checkpoints untouched
+    assert not list((tmp_path / "r" / "checkpoints").glob(".*.tmp"))  # the half-written temp file is gone
     from distributed_llm_trainer.training.checkpoint_io import newest_valid_checkpoint
 
     assert newest_valid_checkpoint(tmp_path / "r" / "checkpoints") is not None
