@@ -120,3 +120,26 @@ def test_summarize_and_percentile() -> None:
     assert row["data_wait_share"] == pytest.approx(0.01 / 0.4)
     row = summarize("x", [0.5], [0.0], 1000, 1e9, 1e12, 1, 1)
     assert row["mfu"] == pytest.approx(1e9 * 2000 / 1e12)
+
+
+def test_batch_size_search_keeps_memory_headroom_and_stops_at_oom() -> None:
+    from distributed_llm_trainer.config.schema import Config
+    from distributed_llm_trainer.training.autobatch import search
+
+    gib = 2**30
+    # tokens/s and peak memory measured by a search on an H200 (gpt2-small, 16 x 1024 shape, eager bf16)
+    measured = {1: 44_507, 2: 80_463, 4: 154_982, 8: 258_338, 16: 292_790, 32: 309_779, 64: 319_620,
+                128: 327_027, 256: 329_451}
+
+    def trial(micro: int) -> tuple[float, int]:
+        if micro > 256:
+            raise torch.OutOfMemoryError("fake")
+        return measured[micro], int(micro * 0.54 * gib)  # 256 -> 138 GiB, as measured
+
+    cpu = torch.device("cpu")
+    best, tried = search(Config(), 100, None, cpu, "bf16-mixed", trial=trial, capacity=140 * gib)
+    assert best == 64 and [m for m, _ in tried] == [1, 2, 4, 8, 16, 32, 64, 128]  # 256 peaks above 90%
+    best, tried = search(Config(), 100, None, cpu, "bf16-mixed", trial=trial, capacity=1000 * gib)
+    assert best == 256 and tried[-1][0] == 256  # stops at the out-of-memory error of 512
+    best, tried = search(Config(), 100, 24, cpu, "bf16-mixed", trial=trial, capacity=1000 * gib)
+    assert [m for m, _ in tried] == [1, 2, 4, 8] and best == 8  # only divisors of the per-device global batch

@@ -1,8 +1,9 @@
 """``training.batch_size: auto``: pick the micro-batch before the budget is computed.
 
 CUDA (one device): try micro-batches 1, 2, 4, ... (a few real forward/backward/AdamW steps each, eager, with the
-run's precision and FP8 setting), stop at the first out-of-memory error (or when throughput stops improving),
-and keep the one with the most tokens/s. The global batch is then kept through accumulation:
+run's precision and FP8 setting), stop at the first that runs out of memory or peaks above ``MEMORY_HEADROOM`` of
+the card (evaluation, fragmentation and a long run need the rest), or when throughput stops improving, and keep
+the one with the most tokens/s. The global batch is then kept through accumulation:
 
 * ``training.global_batch_size`` set: only micro-batches that divide ``global_batch_size / devices`` are tried,
   and accumulation makes up the rest (the optimization is the same on any GPU);
@@ -31,6 +32,7 @@ AUTO_CPU_BATCH = 8
 MAX_AUTO_BATCH = 1024
 TRIAL_STEPS = 3  # the first warms up kernels and allocator; the rest are timed
 MIN_GAIN = 1.03  # a larger micro-batch must be this much faster to count as an improvement
+MEMORY_HEADROOM = 0.9  # a trial may peak at this share of the card's memory (an H200 trial at 98% was kept before)
 
 
 def saved_batch(run_root: Path) -> tuple[int, int | None] | None:
@@ -61,8 +63,10 @@ def cpu_default(per_device_global: int | None) -> int:
     return max(b for b in range(1, AUTO_CPU_BATCH + 1) if per_device_global % b == 0)
 
 
-def trial_tokens_per_s(cfg: Config, vocab_size: int, micro: int, device: torch.device, precision: str) -> float:
-    """Tokens/s of ``TRIAL_STEPS`` real training steps at micro-batch ``micro`` (raises OutOfMemoryError)."""
+def trial_tokens_per_s(cfg: Config, vocab_size: int, micro: int, device: torch.device, precision: str
+                       ) -> tuple[float, int]:
+    """(tokens/s, peak reserved bytes) of ``TRIAL_STEPS`` real training steps at micro-batch ``micro`` (raises
+    OutOfMemoryError)."""
     from .bare_loop import BareLoop
     from .budget import Budget
 
@@ -79,6 +83,7 @@ def trial_tokens_per_s(cfg: Config, vocab_size: int, micro: int, device: torch.d
             yield batch
 
     it = stream()
+    torch.cuda.reset_peak_memory_stats(device)
     try:
         loop.step(it)
         torch.cuda.synchronize(device)
@@ -86,7 +91,8 @@ def trial_tokens_per_s(cfg: Config, vocab_size: int, micro: int, device: torch.d
         for _ in range(TRIAL_STEPS - 1):
             loop.step(it)
         torch.cuda.synchronize(device)
-        return micro * seq * (TRIAL_STEPS - 1) / (time.perf_counter() - t0)
+        tps = micro * seq * (TRIAL_STEPS - 1) / (time.perf_counter() - t0)
+        return tps, torch.cuda.max_memory_reserved(device)
     finally:
         del loop, it
         gc.collect()
@@ -94,21 +100,30 @@ def trial_tokens_per_s(cfg: Config, vocab_size: int, micro: int, device: torch.d
 
 
 def search(cfg: Config, vocab_size: int, per_device_global: int | None, device: torch.device, precision: str,
+           trial: Callable[[int], tuple[float, int]] | None = None, capacity: int | None = None,
            ) -> tuple[int, list[tuple[int, float]]]:
-    """(best micro-batch, [(micro, tokens/s), ...] tried) on ``device``."""
+    """(best micro-batch, [(micro, tokens/s), ...] kept) on ``device``; ``trial(micro)`` -> (tokens/s, peak bytes)
+    and ``capacity`` (bytes) default to real trials and the card's memory."""
+    if trial is None:
+        def trial(micro: int) -> tuple[float, int]:
+            return trial_tokens_per_s(cfg, vocab_size, micro, device, precision)
+    if capacity is None:
+        capacity = torch.cuda.get_device_properties(device).total_memory
     tried: list[tuple[int, float]] = []
     best: tuple[int, float] | None = None
     misses = 0
     for micro in candidates(per_device_global):
-        tps = None
+        result = None
         try:
-            tps = trial_tokens_per_s(cfg, vocab_size, micro, device, precision)
+            result = trial(micro)
         except torch.OutOfMemoryError:
             pass  # memory is freed below, once the traceback (which holds the trial's tensors) is gone
-        if tps is None:
+        if result is None or result[1] > MEMORY_HEADROOM * capacity:
             gc.collect()
-            torch.cuda.empty_cache()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             break
+        tps = result[0]
         tried.append((micro, tps))
         if best is None or tps > best[1] * MIN_GAIN:
             best, misses = (micro, tps), 0
