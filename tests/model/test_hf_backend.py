@@ -105,3 +105,9 @@ def test_compile_keeps_shapes_static() -> None:
         compiled(torch.zeros(batch, T, dtype=torch.long))
     assert counter.frame_count == 3
     torch._dynamo.reset()
+
+
+def test_hf_backend_gelu_choice_reaches_the_config() -> None:
+    for approximate, act in (("none", "gelu"), ("tanh", "gelu_new")):
+        cfg = ModelConfig(name="gpt-debug", backend="hf", gelu_approximate=approximate)
+        assert build_model(cfg, vocab_size=V, seq_len=T).hf.config.activation_function == act

@@ -138,6 +138,9 @@ def test_user_errors() -> None:
     with pytest.raises(UserError) as e:
         resolve_model_args(ModelConfig(name="gpt-debug", padded_vocab_size=99), 100, 16)
     assert e.value.what == "model.padded_vocab_size" and "smaller than the tokenizer's 100" in e.value.why
+    with pytest.raises(UserError) as e:
+        resolve_model_args(ModelConfig(name="llama-debug", gelu_approximate="none"), 100, 16)
+    assert e.value.what == "model.gelu_approximate"
 
 
 def test_padded_vocab_rows_and_flops() -> None:

@@ -18,6 +18,7 @@ V, T = 101, 12
 TOL = dict(atol=1e-4, rtol=1e-4)
 CASES = {
     "gpt2": dict(name="gpt-debug"),
+    "gpt2-exact-gelu": dict(name="gpt-debug", gelu_approximate="none"),  # nanoGPT's nn.GELU(); HF "gelu"
     "llama-gqa-untied": dict(name="llama-debug"),
     "llama-tied-bias": dict(name="llama-debug", tie_embeddings=True, bias=True, rope_theta=500.0),
 }
@@ -49,7 +50,7 @@ def _hf_copy(model):
 def test_logits_and_loss_match_transformers(case: str) -> None:
     model = _native(**CASES[case])
     hf = _hf_copy(model)
-    assert type(hf).__name__ == ("GPT2LMHeadModel" if case == "gpt2" else "LlamaForCausalLM")
+    assert type(hf).__name__ == ("GPT2LMHeadModel" if case.startswith("gpt2") else "LlamaForCausalLM")
     x = _ids()
     with torch.no_grad():
         torch.testing.assert_close(model(x), hf(input_ids=x).logits, **TOL)
@@ -58,14 +59,15 @@ def test_logits_and_loss_match_transformers(case: str) -> None:
     torch.testing.assert_close(ours, theirs, **TOL)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "gpt2-exact-gelu", "llama"])
 def test_init_from_transformers_checkpoint(family: str, tmp_path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(1)
-    if family == "gpt2":
+    if family.startswith("gpt2"):
+        act = "gelu" if family == "gpt2-exact-gelu" else "gelu_new"
         cfg = GPT2Config(vocab_size=V + 3, n_positions=32, n_embd=48, n_layer=2, n_head=4, bos_token_id=0,
-                         eos_token_id=0)  # fmt: skip
+                         eos_token_id=0, activation_function=act)  # fmt: skip
         hf = GPT2LMHeadModel(cfg)
     else:
         cfg = LlamaConfig(vocab_size=V + 3, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
@@ -74,9 +76,10 @@ def test_init_from_transformers_checkpoint(family: str, tmp_path) -> None:
         hf = LlamaForCausalLM(cfg)
     hf.save_pretrained(tmp_path)
     model = build_model(ModelConfig(init_from=str(tmp_path)), vocab_size=V, seq_len=T).eval()
-    assert model.args.family == family and model.args.vocab_size == V + 3 and model.args.hidden_size == 48
+    assert model.args.family == family.split("-")[0] and model.args.vocab_size == V + 3 and model.args.hidden_size == 48
+    assert model.args.gelu_approximate == ("none" if family == "gpt2-exact-gelu" else "tanh")
     assert all(not p.is_meta and p.dtype == torch.float32 for p in model.parameters())
-    assert (model.lm_head.weight is model.wte.weight) == (family == "gpt2")
+    assert (model.lm_head.weight is model.wte.weight) == family.startswith("gpt2")
     x = _ids()
     with torch.no_grad():
         torch.testing.assert_close(model(x), hf.eval()(input_ids=x).logits, **TOL)

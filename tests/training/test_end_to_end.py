@@ -145,3 +145,11 @@ def test_early_stop_after_patience_evaluations(tmp_path: Path) -> None:
     assert summary["stop_reason"] == "early_stop"
     assert summary["steps"] == 15  # evals at 5 (best), 10 and 15 (2 without improvement)
     assert (tmp_path / "es" / "checkpoints" / "best.ckpt").is_file() and (tmp_path / "es" / "hf").is_dir()
+
+    # the patience counter travels in the checkpoint: 10 steps (1 eval without a new best), then resumed to 40
+    args = ["training.eval_interval=5", "training.learning_rate=1e-12", "training.min_lr=0", "logging.sample_tokens=0",
+            "training.early_stop_patience=2", "checkpoint.export_hf=false", "training.lr_decay_steps=40"]
+    assert cli(train_args(tmp_path, "es2", "training.max_steps=10", *args))[0] == 0
+    assert cli(train_args(tmp_path, "es2", "training.max_steps=40", *args, "--resume", str(tmp_path / "es2")))[0] == 0
+    summary = json.loads((tmp_path / "es2" / "summary.json").read_text())
+    assert (summary["stop_reason"], summary["steps"]) == ("early_stop", 15)

@@ -48,6 +48,9 @@ class ModelConfig(Section):
     rope_theta: float | None = Field(None, gt=0, description="RoPE base frequency (llama family).")
     norm_eps: float | None = Field(None, gt=0, description="Epsilon of LayerNorm/RMSNorm.")
     bias: bool | None = Field(None, description="Biases in linear layers (gpt2: yes, llama: no).")
+    gelu_approximate: Literal["tanh", "none"] | None = Field(
+        None, description="gpt2 family GELU: tanh (GPT-2's gelu_new, the default) or none (exact, as in nanoGPT)."
+    )
     padded_vocab_size: int | None = Field(
         None, gt=0, description="Embedding/head rows if above the tokenizer's size (e.g. 50304 for tensor cores)."
     )

@@ -59,6 +59,8 @@ def hf_config_kwargs(config_cls: type, args: ModelArgs, cfg: ModelConfig) -> dic
         kwargs["head_dim"] = args.head_dim
     if "rope_theta" in known or "rope_parameters" in known:
         kwargs["rope_theta"] = args.rope_theta
+    if cfg.gelu_approximate is not None and "activation_function" in known:  # gpt2-style configs
+        kwargs["activation_function"] = "gelu_new" if cfg.gelu_approximate == "tanh" else "gelu"
     if cfg.bias is not None:
         kwargs.update({name: cfg.bias for name in ("attention_bias", "mlp_bias", "use_bias", "bias") if name in known})
     for tok in ("bos_token_id", "eos_token_id", "pad_token_id"):

@@ -92,7 +92,8 @@ def hf_config(args: ModelArgs, tokenizer: Any = None) -> Any:
             raise UserError("model.num_key_value_heads", "GPT2LMHeadModel has no grouped-query attention")
         config = GPT2Config(
             vocab_size=a.vocab_size, n_positions=a.max_position_embeddings, n_embd=a.hidden_size, n_layer=a.num_layers,
-            n_head=a.num_attention_heads, n_inner=a.intermediate_size, activation_function="gelu_new",
+            n_head=a.num_attention_heads, n_inner=a.intermediate_size,
+            activation_function="gelu_new" if a.gelu_approximate == "tanh" else "gelu",
             resid_pdrop=a.dropout, embd_pdrop=a.dropout, attn_pdrop=a.dropout, layer_norm_epsilon=a.norm_eps,
             tie_word_embeddings=a.tie_embeddings, **tok,
         )  # fmt: skip
@@ -252,14 +253,16 @@ def load_hf_weights(model: nn.Module, hf_dir: str | Path) -> None:
 def _arch_from_hf_config(c: dict[str, Any], path: Path) -> dict[str, Any]:
     mt = c.get("model_type")
     if mt == "gpt2":
-        if c.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-            raise UserError("model.init_from", f"activation {c['activation_function']!r} unsupported; use backend hf")
+        act = c.get("activation_function", "gelu_new")
+        if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
+            raise UserError("model.init_from", f"activation {act!r} unsupported; use backend hf")
         h = c["n_embd"]
         return dict(
             family="gpt2", hidden_size=h, num_layers=c["n_layer"], num_attention_heads=c["n_head"],
             num_key_value_heads=c["n_head"], intermediate_size=c.get("n_inner") or 4 * h,
             max_position_embeddings=c["n_positions"], norm_eps=c.get("layer_norm_epsilon", 1e-5),
             tie_embeddings=c.get("tie_word_embeddings", True), bias=True,
+            gelu_approximate="none" if act == "gelu" else "tanh",
         )  # fmt: skip
     if mt == "llama":
         h, heads = c["hidden_size"], c["num_attention_heads"]

@@ -124,11 +124,12 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """gpt2: Linear -> GELU(tanh) -> Linear. llama: SwiGLU with gate and up fused in one Linear."""
+    """gpt2: Linear -> GELU (tanh or exact) -> Linear. llama: SwiGLU with gate and up fused in one Linear."""
 
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
         self.gated = args.family == "llama"
+        self.approximate = args.gelu_approximate
         width = 2 * args.intermediate_size if self.gated else args.intermediate_size
         self.fc = nn.Linear(args.hidden_size, width, bias=args.bias)  # llama rows: [gate (I) | up (I)]
         self.proj = nn.Linear(args.intermediate_size, args.hidden_size, bias=args.bias)
@@ -140,7 +141,7 @@ class MLP(nn.Module):
             gate, up = h.chunk(2, dim=-1)  # (B, T, I) each
             h = F.silu(gate) * up
         else:
-            h = F.gelu(h, approximate="tanh")
+            h = F.gelu(h, approximate=self.approximate)  # exact erf GELU is ~2-3x cheaper than tanh on a CPU
         return self.drop(self.proj(h))  # (B, T, D)
 
 

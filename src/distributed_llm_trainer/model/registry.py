@@ -27,6 +27,7 @@ class ModelArgs:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     bias: bool = True
+    gelu_approximate: Literal["tanh", "none"] = "tanh"  # gpt2 family only; llama uses SwiGLU
     activation_checkpointing: bool = False
     loss_chunk_size: int | None = None  # None: auto (see model/loss.py)
     backend: Literal["native", "hf"] = "native"
@@ -45,7 +46,7 @@ def _gpt2(layers: int, hidden: int, heads: int, positions: int = 1024) -> dict[s
     return dict(
         family="gpt2", num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=heads,
         intermediate_size=4 * hidden, max_position_embeddings=positions, tie_embeddings=True, bias=True,
-        norm_eps=1e-5, dropout=0.0,
+        norm_eps=1e-5, dropout=0.0, gelu_approximate="tanh",
     )  # fmt: skip
 
 
@@ -86,7 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # ModelConfig fields that override the preset when set (same names as ModelArgs).
 _OVERRIDES = (
     "family", "hidden_size", "num_attention_heads", "num_key_value_heads", "num_layers", "intermediate_size",
-    "max_position_embeddings", "dropout", "tie_embeddings", "rope_theta", "norm_eps", "bias",
+    "max_position_embeddings", "dropout", "tie_embeddings", "rope_theta", "norm_eps", "bias", "gelu_approximate",
 )  # fmt: skip
 
 
@@ -135,6 +136,8 @@ def resolve_model_args(cfg: ModelConfig, vocab_size: int, seq_len: int) -> Model
         raise UserError("model.num_key_value_heads", f"{kv} does not divide num_attention_heads {n}; pick a divisor")
     if fields["family"] == "llama" and (h // n) % 2:
         raise UserError("model.num_attention_heads", f"RoPE needs an even head dim, got {h // n}; change the heads")
+    if fields["family"] == "llama" and "gelu_approximate" in explicit:
+        raise UserError("model.gelu_approximate", "the llama family uses SwiGLU, not GELU; remove the field")
     if fields["family"] == "gpt2" and kv != n and cfg.backend == "native":
         raise UserError("model.num_key_value_heads", "gpt2 family uses full multi-head attention; remove the field")
     if seq_len > fields["max_position_embeddings"]:
