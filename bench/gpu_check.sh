@@ -23,7 +23,7 @@
 set -o pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false  # bytecode caching on: whole-process times as users see them
 if ls .whl/*.whl >/dev/null 2>&1 && [ -z "$GPU_CHECK_SMOKE" ]; then
   python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site:$PWD/src
