@@ -7,11 +7,14 @@
 #  base        gpt2-small at 16 x 1024, bf16, compiled: the real pipeline and the bare PyTorch loop
 #              (scripts/benchmark.py); host syncs counted inside the timed pipeline steps (expect at most 1 step
 #              with syncs: the last one logs); pipeline/bare ratio and their losses
+#  cudnn       model.attention_backend=cudnn (cuDNN's fused attention, fastest on Hopper); losses vs base
 #  eager       the pipeline with compile off; its losses are checked against the compiled run's, same steps
 #  fp8         training.fp8=true (torchao float8), when torchao imports; its 50 losses checked against base's
 #  no_fused    training.fused_adamw=false
 #  no_tf32     training.tf32=false
 #  autobatch   training.batch_size=auto (the searched micro-batch and its tokens/s, bare loop)
+#  autotune    model.compile_mode=max-autotune-no-cudagraphs (inductor benchmarks matmul kernels: a long first
+#              compile); not in the default list: GPU_CHECK_STEPS="peak autotune"
 #  gputests    the GPU-marked tests (tests/model/test_gpu.py, tests/training/test_gpu_strategies.py), last
 #  shakespeare config/shakespeare-char-gpu.yaml end to end: whole-process time and validation loss (its time is
 #              reserved: the other steps are skipped when they would eat into it)
@@ -29,7 +32,7 @@ if ls .whl/*.whl >/dev/null 2>&1 && [ -z "$GPU_CHECK_SMOKE" ]; then
     && export PYTHONPATH=/tmp/site:$PWD/src
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-STEPS=${GPU_CHECK_STEPS:-peak base shakespeare eager fp8 no_fused no_tf32 autobatch gputests}
+STEPS=${GPU_CHECK_STEPS:-peak base cudnn shakespeare gputests eager fp8 no_fused autobatch no_tf32}
 BUDGET_S=${BUDGET_S:-470}     # the whole script, machine start-up not included
 SHK_RESERVE_S=${SHK_RESERVE_S:-190}  # kept for the shakespeare run
 CACHE=/tmp/dlt-gpu-check-cache
@@ -38,7 +41,9 @@ for f in .whl/tinyshakespeare.txt shared/data/tinyshakespeare.txt ../shared/data
   [ -z "$SHK" ] && [ -f "$f" ] && SHK=$PWD/$f
 done
 
+ATTN=cudnn
 if [ -n "$GPU_CHECK_SMOKE" ]; then
+  ATTN=math  # cuDNN needs a GPU: the smoke run checks the plumbing with a CPU kernel
   BENCH=(--config config/debug.yaml --steps 4 --warmup 2 logging.sample_tokens=0 logging.interval=1000
          model.padded_vocab_size=4160)
   SHK_ARGS=(training.max_steps=30 training.eval_interval=10 training.eval_steps=2 model.num_layers=2
@@ -96,6 +101,7 @@ fi
 B=(python3 scripts/benchmark.py "${BENCH[@]}" --cache-dir "$CACHE")
 
 step base 200 "${B[@]}" --variants pipeline,bare --losses --sync-debug
+step cudnn 120 "${B[@]}" --variants pipeline --losses "model.attention_backend=$ATTN"
 
 if wanted shakespeare; then
   if [ -n "$SHK" ]; then
@@ -123,6 +129,9 @@ EOF
 fi
 SHK_RESERVE_S=0  # spent
 
+step gputests 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/model/test_gpu.py \
+  tests/training/test_gpu_strategies.py
+wanted gputests && [ -f "$OUT/gputests.jsonl" ] && tail -4 "$OUT/gputests.jsonl"
 step eager 100 "${B[@]}" --variants pipeline --losses model.compile=false
 if python3 -c "import torchao.float8" 2>/dev/null; then
   step fp8 150 "${B[@]}" --variants pipeline --losses training.fp8=true
@@ -132,9 +141,7 @@ fi
 step autobatch 90 "${B[@]}" --variants bare --steps 4 --warmup 2 training.batch_size=auto model.compile=false
 step no_fused 90 "${B[@]}" --variants pipeline --steps 20 --warmup 5 training.fused_adamw=false
 step no_tf32 90 "${B[@]}" --variants pipeline --steps 20 --warmup 5 training.tf32=false
-step gputests 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/model/test_gpu.py \
-  tests/training/test_gpu_strategies.py
-wanted gputests && [ -f "$OUT/gputests.jsonl" ] && tail -4 "$OUT/gputests.jsonl"
+step autotune 400 "${B[@]}" --variants pipeline --steps 20 --warmup 5 model.compile_mode=max-autotune-no-cudagraphs
 
 python3 bench/gpu_table.py "$OUT"
 echo "total ${SECONDS}s"

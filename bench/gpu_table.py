@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 # Variant files in the order of the table: (file stem, label)
-ROWS = [("base", "compiled, fused AdamW, TF32 (all on)"), ("eager", "compile off"),
+ROWS = [("base", "compiled, fused AdamW, TF32 (all on)"), ("cudnn", "cuDNN attention"), ("eager", "compile off"),
         ("fp8", "FP8 on (torchao)"), ("no_fused", "fused AdamW off"), ("no_tf32", "TF32 off"),
-        ("autobatch", "batch_size auto (eager)")]
+        ("autotune", "compile max-autotune"), ("autobatch", "batch_size auto (eager)")]
 LOSS_RTOL = 0.02  # compiled vs eager bf16 losses over the same steps: |a - b| <= 2% of the loss
 FP8_RTOL = 0.03  # fp8 vs bf16 over the same 50 steps (fp8 rounds activations and weights more coarsely)
 
@@ -81,6 +81,11 @@ def main(out: Path) -> int:
         notes.append(f"fp8 vs bf16 losses over {len(pipe['fp8']['losses'])} steps: max relative difference "
                      f"{worst:.2e} ({'OK' if fp8_ok else 'FAIL'}, tolerance {FP8_RTOL}); final "
                      f"{pipe['fp8']['losses'][-1]:.4f} vs {pipe['base']['losses'][-1]:.4f}")
+    if pipe["base"] and pipe["cudnn"] and "losses" in pipe["cudnn"] and "losses" in pipe["base"]:
+        attn_ok, worst = loss_check(pipe["cudnn"]["losses"], pipe["base"]["losses"])
+        ok = ok and attn_ok
+        notes.append(f"cuDNN vs default attention losses over {len(pipe['cudnn']['losses'])} steps: max relative "
+                     f"difference {worst:.2e} ({'OK' if attn_ok else 'FAIL'}, tolerance {LOSS_RTOL})")
     if pipe["base"] and bare and "losses" in bare:
         _, worst = loss_check(pipe["base"]["losses"], bare["losses"])
         notes.append(f"pipeline vs bare losses (both compiled): max relative difference {worst:.2e}")

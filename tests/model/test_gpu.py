@@ -61,6 +61,21 @@ def test_gqa_kernel_path_matches_fp32_reference() -> None:
 
 
 @pytest.mark.parametrize("name", ["gpt-debug", "llama-debug"])
+@pytest.mark.parametrize("backend", ["flash", "cudnn", "efficient"])
+def test_forced_attention_kernel_matches_auto_bf16(name: str, backend: str) -> None:
+    _, auto = _pair(name)
+    _, forced = _pair(name, attention_backend=backend)
+    x, y = _batch()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        ref, loss = auto(x, y), forced(x, y)
+    loss.backward()
+    ref.backward()
+    torch.testing.assert_close(loss, ref, atol=2e-2, rtol=2e-2)
+    for (n, p), q in zip(forced.named_parameters(), auto.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, atol=2e-2, rtol=5e-2, msg=n)
+
+
+@pytest.mark.parametrize("name", ["gpt-debug", "llama-debug"])
 def test_compile_matches_eager(name: str) -> None:
     _, gpu = _pair(name, activation_checkpointing=True)
     x, y = _batch()

@@ -80,6 +80,16 @@ def test_compile_policy() -> None:
         maybe_compile(LightningModule(), ModelConfig(compile=True), "cuda")
 
 
+def test_compile_mode_reaches_torch_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict] = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: seen.append(kw) or model)
+    model = torch.nn.Linear(2, 2)
+    maybe_compile(model, ModelConfig(compile=True), "cpu")
+    maybe_compile(model, ModelConfig(compile=True, compile_mode="max-autotune-no-cudagraphs"), "cpu")
+    maybe_compile(model, ModelConfig(compile_mode="max-autotune"), "cpu")  # compile unset: off on CPU
+    assert seen == [{"dynamic": False}, {"dynamic": False, "mode": "max-autotune-no-cudagraphs"}]
+
+
 def test_hf_backend_activation_checkpointing_same_grads() -> None:
     grads = []
     for ckpt in (False, True):

@@ -86,6 +86,44 @@ def test_structure_tied_gqa_and_init() -> None:
     assert abs(big.blocks[0].mlp.fc.weight.std().item() - 0.02) < 2e-3
 
 
+def _sdpa_ops(fn) -> set[str]:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("backend", ["math", "flash"])
+def test_forced_attention_backend_same_loss_grads_and_kernel(name: str, backend: str) -> None:
+    x, y = _batch()
+    runs = {}
+    for choice in ("auto", backend):
+        model = _model(name, attention_backend=choice)
+        loss = model(x, y)
+        loss.backward()
+        runs[choice] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+        ops = _sdpa_ops(lambda m=model: m(x, y))
+        if choice == "math":  # the forced kernel ran, not PyTorch's CPU default (flash)
+            assert "aten::_scaled_dot_product_attention_math" in ops
+            assert not any("flash" in op for op in ops)
+        else:
+            assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
+    torch.testing.assert_close(runs["auto"][0], runs[backend][0])
+    for n, g in runs["auto"][1].items():
+        torch.testing.assert_close(g, runs[backend][1][n], atol=1e-6, rtol=1e-5, msg=n)
+
+
+def test_forced_attention_backend_leaves_masked_calls_to_pytorch() -> None:
+    """Padding masks and cached chunks need a masked kernel: a forced maskless kernel must not break them."""
+    model = _model("llama-debug", attention_backend="flash").eval()
+    x, _ = _batch()
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[:, :2] = 0
+    assert torch.isfinite(model(x, attention_mask=mask)).all()
+    out = model.generate(x[:, :4], max_new_tokens=3, temperature=0.0)
+    assert out.shape == (B, 7)
+
+
 def test_padding_mask_left_padding_matches_unpadded() -> None:
     model = _model("llama-debug").eval()
     x, _ = _batch()

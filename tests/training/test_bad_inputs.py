@@ -50,12 +50,15 @@ CONFIG_ROWS = [
     (["distributed.strategy=deepspeed"], "deepspeed"),
     (["checkpoint.keep_last=0"], "greater than or equal to 1"),
     (["model.padded_vocab_size=10"], "smaller than the tokenizer's"),
+    (["model.compile=false", "model.compile_mode=max-autotune"], "has no effect with compile: false"),
+    (["model.attention_backend=cudnn"], "CUDA kernel and this run has no GPU"),
+    (["model.backend=hf", "model.attention_backend=math"], "native backend only"),
 ]
 
 
 @pytest.mark.parametrize(("overrides", "fragment"), CONFIG_ROWS, ids=[r[0][0] for r in CONFIG_ROWS])
 def test_config_rows(existing_run: Path, overrides: list[str], fragment: str, capsys: pytest.CaptureFixture) -> None:
-    if "gpu" in overrides[0] or "bf16" in overrides[0]:
+    if "gpu" in overrides[0] or "bf16" in overrides[0] or "cudnn" in overrides[0]:
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU")
     _check(existing_run, train_args(existing_run, "new", *overrides), fragment, capsys)

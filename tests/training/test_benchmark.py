@@ -14,7 +14,7 @@ from distributed_llm_trainer.errors import UserError
 from distributed_llm_trainer.training.autobatch import AUTO_CPU_BATCH, candidates, cpu_default, resolve_batch_size
 from distributed_llm_trainer.training.bench import benchmark
 from distributed_llm_trainer.training.optim import clip_gradients
-from distributed_llm_trainer.training.speed import check_fp8, fp8_filter
+from distributed_llm_trainer.training.speed import check_attention_backend, check_fp8, fp8_filter
 from distributed_llm_trainer.training.steptime import percentile, summarize
 
 from .helpers import DEBUG, REPO, assert_one_error_line, cli, script, train_args
@@ -89,6 +89,29 @@ def test_fp8_without_a_hopper_gpu_is_a_config_error(tmp_path: Path, capsys: pyte
     code, err = cli(train_args(tmp_path, "fp8", "training.fp8=true"), capsys)
     assert_one_error_line(code, err, "training.fp8")
     assert not (tmp_path / "fp8").exists()  # rejected before the run directory is written
+
+
+@pytest.mark.parametrize(("backend", "gpu", "precision", "fragment"), [
+    ("cudnn", False, "32-true", "CUDA kernel"),
+    ("efficient", False, "32-true", "CUDA kernel"),
+    ("flash", True, "32-true", "needs bf16/fp16"),
+    ("cudnn", True, "32-true", "needs bf16/fp16"),
+    ("flash", False, "32-true", None),  # CPU flash takes fp32
+    ("cudnn", True, "bf16-mixed", None),
+    ("efficient", True, "32-true", None),
+    ("math", False, "32-true", None),
+])
+def test_attention_backend_needs_a_kernel_on_this_device(monkeypatch: pytest.MonkeyPatch, backend: str, gpu: bool,
+                                                         precision: str, fragment: str | None) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    accelerator = "gpu" if gpu else "cpu"
+    cfg = load_config(DEBUG, [f"model.attention_backend={backend}", f"distributed.accelerator={accelerator}",
+                              f"training.precision={precision}"])
+    if fragment is None:
+        check_attention_backend(cfg)
+    else:
+        with pytest.raises(UserError, match=fragment):
+            check_attention_backend(cfg)
 
 
 def test_fp8_filter_skips_the_head_and_odd_shapes() -> None:

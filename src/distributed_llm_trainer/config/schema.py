@@ -56,6 +56,12 @@ class ModelConfig(Section):
     )
     activation_checkpointing: bool = Field(False, description="Recompute each block in backward to save memory.")
     compile: bool | None = Field(None, description="torch.compile the inner model; default: on for CUDA, off on CPU.")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "default", description="torch.compile mode; max-autotune benchmarks matmul kernels (minutes to compile)."
+    )
+    attention_backend: Literal["auto", "flash", "cudnn", "efficient", "math"] = Field(
+        "auto", description="SDPA kernel for causal attention: auto (PyTorch picks) or force one (cudnn: Hopper)."
+    )
     loss_chunk_size: int | None = Field(
         None, ge=0, description="Tokens per chunk of the fused head+loss; 0 = one plain pass; unset = auto."
     )
@@ -72,6 +78,12 @@ class ModelConfig(Section):
         kv = self.num_key_value_heads
         if kv is not None and n is not None and n % kv:
             raise ValueError(f"num_key_value_heads: {kv} does not divide num_attention_heads {n}; pick a divisor")
+        if self.compile is False and self.compile_mode != "default":
+            raise ValueError(f"compile_mode: {self.compile_mode!r} has no effect with compile: false; "
+                             "set compile: true or remove compile_mode")
+        if self.backend == "hf" and self.attention_backend != "auto":
+            raise ValueError("attention_backend: applies to the native backend only (hf models use PyTorch's "
+                             "choice); remove it or use backend: native")
         return self
 
 

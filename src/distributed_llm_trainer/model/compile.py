@@ -38,4 +38,6 @@ def maybe_compile(model: nn.Module, cfg: ModelConfig, device_type: str, **compil
     # Static shapes: a short batch (the end of the val set, an epoch's last train batch) gets its own graph instead
     # of turning every later step into a dynamic-shape graph (measured on an H200: that cost two extra compiles).
     compile_kwargs.setdefault("dynamic", False)
+    if cfg.compile_mode != "default":
+        compile_kwargs.setdefault("mode", cfg.compile_mode)
     return torch.compile(model, **compile_kwargs)

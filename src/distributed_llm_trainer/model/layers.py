@@ -9,10 +9,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from distributed_llm_trainer.model.registry import ModelArgs
 
 Rope = tuple[Tensor, Tensor]  # (cos, sin), each (T, Q) fp32
+
+SDPA_BACKENDS = {  # model.attention_backend -> the one kernel SDPA may use ("auto": PyTorch's own order)
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 
 
 class RMSNorm(nn.Module):
@@ -86,6 +94,7 @@ class Attention(nn.Module):
         self.layer_idx = layer_idx
         self.n_head, self.n_kv, self.head_dim = args.num_attention_heads, args.num_key_value_heads, args.head_dim
         self.dropout = args.dropout
+        self.sdpa_backend = SDPA_BACKENDS.get(args.attention_backend)  # None: PyTorch picks
         qkv_out = (self.n_head + 2 * self.n_kv) * self.head_dim
         self.qkv = nn.Linear(args.hidden_size, qkv_out, bias=args.bias)  # rows: [q (H*Q) | k (K*Q) | v (K*Q)]
         self.proj = nn.Linear(self.n_head * self.head_dim, args.hidden_size, bias=args.bias)
@@ -111,14 +120,18 @@ class Attention(nn.Module):
                 mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
         gqa = {}
         if K != H:
-            if x.is_cuda and mask is None:
-                gqa = {"enable_gqa": True}  # flash/cudnn kernels read shared heads directly
+            if x.is_cuda and mask is None and self.sdpa_backend != SDPBackend.CUDNN_ATTENTION:
+                gqa = {"enable_gqa": True}  # flash/efficient kernels read shared heads directly
             else:
                 k = k.repeat_interleave(H // K, dim=1)  # (B, H, S, Q)
                 v = v.repeat_interleave(H // K, dim=1)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal, **gqa
-        )  # (B, H, T, Q)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.sdpa_backend is not None and mask is None:  # masked calls (padding, cached chunks): PyTorch picks
+            with sdpa_kernel(self.sdpa_backend):  # traced by torch.compile without a graph break
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, **gqa)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, **gqa)
+        # y: (B, H, T, Q)
         y = y.transpose(1, 2).reshape(B, T, H * Q)  # (B, T, H*Q)
         return self.resid_drop(self.proj(y))
 

@@ -29,6 +29,7 @@ class ModelArgs:
     bias: bool = True
     gelu_approximate: Literal["tanh", "none"] = "tanh"  # gpt2 family only; llama uses SwiGLU
     activation_checkpointing: bool = False
+    attention_backend: Literal["auto", "flash", "cudnn", "efficient", "math"] = "auto"  # SDPA kernel (layers.py)
     loss_chunk_size: int | None = None  # None: auto (see model/loss.py)
     backend: Literal["native", "hf"] = "native"
     hf_model_type: str | None = None
@@ -153,5 +154,6 @@ def resolve_model_args(cfg: ModelConfig, vocab_size: int, seq_len: int) -> Model
         hf_type = fields["family"]
     return ModelArgs(
         vocab_size=vocab_size, activation_checkpointing=cfg.activation_checkpointing,
+        attention_backend=cfg.attention_backend,
         loss_chunk_size=cfg.loss_chunk_size, backend=cfg.backend, hf_model_type=hf_type, name=cfg.name, **fields,
     )  # fmt: skip

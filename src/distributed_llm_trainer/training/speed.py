@@ -44,8 +44,27 @@ def check_fp8(cfg: Config) -> None:
                                         "training.fp8=false") from None
 
 
+def check_attention_backend(cfg: Config) -> None:
+    """A forced ``model.attention_backend`` must have a kernel on this device and precision (else SDPA fails late).
+
+    CPU has flash (any float dtype) and math; efficient and cudnn are CUDA-only; on CUDA, flash and cudnn take
+    only bf16/fp16 inputs (a bf16/16 precision setting).
+    """
+    backend = cfg.model.attention_backend
+    if backend in ("auto", "math"):
+        return
+    on_gpu = cfg.distributed.accelerator != "cpu" and torch.cuda.is_available()
+    if backend in ("cudnn", "efficient") and not on_gpu:
+        raise UserError("model.attention_backend", f"{backend} is a CUDA kernel and this run has no GPU; "
+                                                   "use auto, flash or math on a CPU")
+    if backend in ("flash", "cudnn") and on_gpu and not cfg.training.precision.startswith(("bf16", "16")):
+        raise UserError("model.attention_backend", f"{backend} on CUDA needs bf16/fp16 inputs but training.precision "
+                                                   f"is {cfg.training.precision}; set bf16-mixed or use efficient")
+
+
 def check_speed_features(cfg: Config) -> None:
     check_fp8(cfg)
+    check_attention_backend(cfg)
 
 
 def fp8_filter(module: nn.Module, fqn: str) -> bool:
@@ -82,6 +101,8 @@ def describe(cfg: Config, model: Any = None) -> dict[str, Any]:
         "fused_adamw": bool(t.fused_adamw if t.fused_adamw is not None else fused_available(device)),
         "tf32": bool(t.tf32 and device == "cuda"),
         "fp8": t.fp8,
+        "attention_backend": cfg.model.attention_backend,
+        "compile_mode": cfg.model.compile_mode,
     }
     if model is not None and t.fp8:
         out["fp8_linears"] = fp8_linear_count(model)
