@@ -15,6 +15,14 @@
 #  autobatch   training.batch_size=auto (the searched micro-batch and its tokens/s, bare loop)
 #  autotune    model.compile_mode=max-autotune-no-cudagraphs (inductor benchmarks matmul kernels: a long first
 #              compile); not in the default list: GPU_CHECK_STEPS="peak autotune"
+#  model       scripts/benchmark_model.py: the native model in a bare loop (gpt2-small, 16 x 1024, bf16, compiled),
+#              then 3 profiled steps: GPU time per step by kernel category and the top kernels
+#  model_cudnn the same with model.attention_backend=cudnn
+#  model_coord ... cudnn and inductor's coordinate-descent tuning of its generated kernels (env
+#              TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1)
+#  model_cg    ... cudnn and model.compile_mode=reduce-overhead (CUDA graphs)
+#  model_autotune ... cudnn and model.compile_mode=max-autotune-no-cudagraphs (long compile)
+#  best        the pipeline and the bare loop (scripts/benchmark.py) with the fastest model_* variant's settings
 #  gputests    the GPU-marked tests (tests/model/test_gpu.py, tests/training/test_gpu_strategies.py), last
 #  shakespeare config/shakespeare-char-gpu.yaml end to end: whole-process time and validation loss (its time is
 #              reserved: the other steps are skipped when they would eat into it)
@@ -33,6 +41,7 @@ if ls .whl/*.whl >/dev/null 2>&1 && [ -z "$GPU_CHECK_SMOKE" ]; then
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 STEPS=${GPU_CHECK_STEPS:-peak base cudnn shakespeare gputests eager fp8 no_fused autobatch no_tf32}
+# The model_* steps and best: GPU_CHECK_STEPS="peak model model_cudnn gputests model_coord model_cg best model_autotune"
 BUDGET_S=${BUDGET_S:-470}     # the whole script, machine start-up not included
 SHK_RESERVE_S=${SHK_RESERVE_S:-190}  # kept for the shakespeare run
 CACHE=/tmp/dlt-gpu-check-cache
@@ -49,6 +58,8 @@ if [ -n "$GPU_CHECK_SMOKE" ]; then
   SHK_ARGS=(training.max_steps=30 training.eval_interval=10 training.eval_steps=2 model.num_layers=2
             model.hidden_size=64 model.num_attention_heads=2 data.seq_len=32 training.batch_size=8
             data.num_workers=0 logging.sample_tokens=8)
+  MODEL=(--device cpu --num-layers 2 --hidden-size 64 --heads 2 --batch-size 2 --seq-len 32 --vocab-size 256
+         --steps 2 --warmup 1 --profile 1)
 else
   # gpt2-small, 16 x 1024 tokens per step. The embedded corpus yields at most ~36k BPE tokens, so a 32k BPE is
   # trained and the embedding/head are padded to 50304 rows (GPT-2's 50257 rounded up to 64, as nanoGPT does):
@@ -58,6 +69,8 @@ else
          training.precision=bf16-mixed tokenizer.vocab_size=32768 tokenizer.train_sample_bytes=20000000
          training.learning_rate=0.0006 training.warmup_steps=5 logging.interval=1000 logging.sample_tokens=0)
   SHK_ARGS=()
+  MODEL=(--device cuda --model gpt2-small --batch-size 16 --seq-len 1024 --vocab-size 50304 --steps 40 --warmup 10
+         --profile 3)
 fi
 wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 reserve() { wanted shakespeare && [ -n "$SHK" ] && echo "$SHK_RESERVE_S" || echo 0; }
@@ -74,6 +87,7 @@ step() {  # step NAME LIMIT_S CMD...: run with a timeout unless not wanted or th
   local rc=$?
   grep -E 'error|Error|batch_size auto' "$OUT/$name.log" | grep -v -i warn | tail -3
   echo "--- $name rc=$rc $((SECONDS - t0))s"
+  return $rc
 }
 
 python3 -c "import torch, lightning, transformers; print('torch', torch.__version__, 'lightning', lightning.__version__,
@@ -96,9 +110,26 @@ EOF
 )
   echo "=== peak: measured bf16 matmul ${PEAK} FLOP/s"
   echo "{\"measured_bf16_peak_flops\": $PEAK}" > "$OUT/peak.json"
-  [ -n "$PEAK" ] && BENCH+=("logging.peak_flops=$PEAK")
+  [ -n "$PEAK" ] && BENCH+=("logging.peak_flops=$PEAK") && MODEL+=(--peak-flops "$PEAK")
 fi
 B=(python3 scripts/benchmark.py "${BENCH[@]}" --cache-dir "$CACHE")
+
+variant() {  # variant NAME ENV OVERRIDE...: benchmark_model with the env and the flags matching the overrides
+  local name=$1 envs=$2; shift 2
+  wanted "$name" || return 0
+  echo "$envs|$*" > "$OUT/$name.variant"  # for the best step: how the pipeline gets the same settings
+  local flags=() o
+  for o in "$@"; do
+    case $o in
+      model.attention_backend=*) flags+=(--attention-backend "${o#*=}") ;;
+      model.compile_mode=*) flags+=(--compile-mode "${o#*=}") ;;
+    esac
+  done
+  step "$name" "${VARIANT_LIMIT_S:-120}" env $envs python3 scripts/benchmark_model.py "${MODEL[@]}" "${flags[@]}"
+}
+COORD=TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1
+variant model ""
+variant model_cudnn "" "model.attention_backend=$ATTN"
 
 step base 200 "${B[@]}" --variants pipeline,bare --losses --sync-debug
 step cudnn 120 "${B[@]}" --variants pipeline --losses "model.attention_backend=$ATTN"
@@ -132,6 +163,18 @@ SHK_RESERVE_S=0  # spent
 step gputests 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/model/test_gpu.py \
   tests/training/test_gpu_strategies.py
 wanted gputests && [ -f "$OUT/gputests.jsonl" ] && tail -4 "$OUT/gputests.jsonl"
+variant model_coord "$COORD" "model.attention_backend=$ATTN"
+variant model_cg "" "model.attention_backend=$ATTN" model.compile_mode=reduce-overhead
+if wanted best; then
+  IFS='|' read -r BEST_ENV BEST_OVR < <(python3 bench/gpu_table.py --best "$OUT")
+  echo "=== best: env [$BEST_ENV] overrides [$BEST_OVR]"
+  if ! step best 200 env $BEST_ENV "${B[@]}" --variants pipeline,bare --losses $BEST_OVR && [ -n "$BEST_ENV$BEST_OVR" ]
+  then
+    STEPS+=" cudnn"; step cudnn 120 "${B[@]}" --variants pipeline --losses "model.attention_backend=$ATTN"
+  fi
+fi
+VARIANT_LIMIT_S=400 variant model_autotune "" "model.attention_backend=$ATTN" \
+  model.compile_mode=max-autotune-no-cudagraphs
 step eager 100 "${B[@]}" --variants pipeline --losses model.compile=false
 if python3 -c "import torchao.float8" 2>/dev/null; then
   step fp8 150 "${B[@]}" --variants pipeline --losses training.fp8=true

@@ -1,6 +1,8 @@
 """Summarize bench/gpu_check.sh results: a markdown table of the speed variants, the compiled-vs-eager loss check,
-the shakespeare-char-gpu run. Usage: python3 bench/gpu_table.py OUT_DIR (reads OUT_DIR/*.jsonl and shakespeare.json,
-writes OUT_DIR/table.md and prints it). Exit code 1 when the compiled-vs-eager loss check ran and failed."""
+the shakespeare-char-gpu run, the bare-model variants (model_*) with their kernel profiles. Usage:
+python3 bench/gpu_table.py OUT_DIR (reads OUT_DIR/*.jsonl and shakespeare.json, writes OUT_DIR/table.md and prints
+it; exit code 1 when a loss check ran and failed), or python3 bench/gpu_table.py --best OUT_DIR (prints "ENV|OVERRIDES"
+of the fastest model_* variant, from its .variant file)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 # Variant files in the order of the table: (file stem, label)
-ROWS = [("base", "compiled, fused AdamW, TF32 (all on)"), ("cudnn", "cuDNN attention"), ("eager", "compile off"),
+ROWS = [("base", "compiled, fused AdamW, TF32 (all on)"), ("cudnn", "cuDNN attention"),
+        ("best", "fastest model_* settings"), ("eager", "compile off"),
         ("fp8", "FP8 on (torchao)"), ("no_fused", "fused AdamW off"), ("no_tf32", "TF32 off"),
         ("autotune", "compile max-autotune"), ("autobatch", "batch_size auto (eager)")]
+MODEL_ROWS = [("model", "default attention"), ("model_cudnn", "cuDNN attention"),
+              ("model_coord", "cuDNN + coordinate-descent tuning"), ("model_cg", "cuDNN + CUDA graphs"),
+              ("model_autotune", "cuDNN + max-autotune")]
 LOSS_RTOL = 0.02  # compiled vs eager bf16 losses over the same steps: |a - b| <= 2% of the loss
 FP8_RTOL = 0.03  # fp8 vs bf16 over the same 50 steps (fp8 rounds activations and weights more coarsely)
 
@@ -42,6 +48,51 @@ def loss_check(a: list[float], b: list[float], rtol: float = LOSS_RTOL) -> tuple
         return False, float("nan")
     worst = max(abs(x - y) / max(abs(y), 1e-6) for x, y in zip(a[:n], b[:n]))
     return worst <= rtol, worst
+
+
+def model_runs(out: Path) -> dict[str, dict[str, Any]]:
+    """The timing line of each model_* step that ran."""
+    runs = {}
+    for stem, _ in MODEL_ROWS:
+        d = next((x for x in read_lines(out / f"{stem}.jsonl") if "tokens_per_s" in x), None)
+        if d:
+            runs[stem] = d
+    return runs
+
+
+def best_variant(out: Path) -> str:
+    """``ENV|OVERRIDES`` of the fastest model_* variant that ran ("|" when none did: the defaults)."""
+    runs = model_runs(out)
+    if not runs:
+        return "|"
+    stem = max(runs, key=lambda k: runs[k]["tokens_per_s"])
+    f = out / f"{stem}.variant"
+    return f.read_text().strip() if f.is_file() else "|"
+
+
+def model_lines(out: Path) -> list[str]:
+    runs = model_runs(out)
+    if not runs:
+        return []
+    lines = ["", "Bare model (scripts/benchmark_model.py, no Lightning, no data loader):", "",
+             "| variant | tokens/s | x default | step median ms | MFU | TFLOP/s | peak GiB | warm-up s | loss after 50 "
+             "steps |", "|---|---|---|---|---|---|---|---|---|"]
+    ref = runs.get("model")
+    for stem, label in MODEL_ROWS:
+        if stem in runs:
+            d = runs[stem]
+            ratio = d["tokens_per_s"] / ref["tokens_per_s"] if ref else None
+            lines.append(f"| {label} | {d['tokens_per_s']:,.0f} | {_f(ratio, '.3f')} | {d['step_ms_median']} | "
+                         f"{_f(d.get('mfu'), '.3f')} | {d.get('tflops')} | {d.get('peak_mem_gib')} | "
+                         f"{d.get('warmup_s')} | {d.get('last_loss')} |")
+    for stem, label in MODEL_ROWS:
+        prof = next((x["profile"] for x in read_lines(out / f"{stem}.jsonl") if "profile" in x), None)
+        if prof:
+            cats = ", ".join(f"{k} {v:.2f}" for k, v in prof["ms_per_step_by_category"].items())
+            lines += ["", f"Profile, {label}: wall {prof['wall_ms_per_step']:.2f} ms/step, kernels "
+                          f"{prof['busy_ms_per_step']:.2f} ms/step (busy {prof['busy_share']}); ms/step: {cats}"]
+            lines += [f"  - {t['ms_per_step']:.2f} ms {t['category']}: {t['name']}" for t in prof["top"]]
+    return lines
 
 
 def main(out: Path) -> int:
@@ -89,6 +140,19 @@ def main(out: Path) -> int:
     if pipe["base"] and bare and "losses" in bare:
         _, worst = loss_check(pipe["base"]["losses"], bare["losses"])
         notes.append(f"pipeline vs bare losses (both compiled): max relative difference {worst:.2e}")
+    for d in runs["best"]:
+        if d["variant"] == "ratio":
+            notes.append(f"fastest settings: pipeline/bare step-time ratio {d['step_time_ratio']:.3f} "
+                         f"({d['overhead_percent']:+.1f}%)")
+    best_bare = next((d for d in runs["best"] if d["variant"] == "bare"), None)
+    if pipe["best"] and best_bare and "losses" in best_bare and "losses" in pipe["best"]:
+        _, worst = loss_check(pipe["best"]["losses"], best_bare["losses"])
+        notes.append(f"fastest settings: pipeline vs bare losses, max relative difference {worst:.2e}")
+    if pipe["best"] and pipe["base"] and "losses" in pipe["best"] and "losses" in pipe["base"]:
+        best_ok, worst = loss_check(pipe["best"]["losses"], pipe["base"]["losses"])
+        ok = ok and best_ok
+        notes.append(f"fastest settings vs all-on defaults, losses: max relative difference {worst:.2e} "
+                     f"({'OK' if best_ok else 'FAIL'}, tolerance {LOSS_RTOL})")
     peak = out / "peak.json"
     if peak.is_file():
         tflops = json.loads(peak.read_text())["measured_bf16_peak_flops"] / 1e12
@@ -100,11 +164,14 @@ def main(out: Path) -> int:
                      f"train {s.get('train_time_s')} s), val loss final {s.get('final_val_loss')} / best "
                      f"{s.get('best_val_loss')}, {s.get('tokens_per_s')} tokens/s, {s.get('steps')} steps "
                      f"({s.get('stop_reason')}), exit {s.get('exit')}")
-    text = "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+    text = "\n".join(lines + [""] + [f"- {n}" for n in notes] + model_lines(out)) + "\n"
     (out / "table.md").write_text(text)
     print(text)
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--best":
+        print(best_variant(Path(sys.argv[2])))
+        sys.exit(0)
     sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else ".")))

@@ -21,6 +21,7 @@ import torch
 from distributed_llm_trainer.config.schema import ModelConfig
 from distributed_llm_trainer.model.builder import build_model
 from distributed_llm_trainer.model.compile import maybe_compile
+from distributed_llm_trainer.training.profiling import profile_steps
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -29,20 +30,22 @@ def _emit(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def _step_fn(forward: Callable[[], torch.Tensor], params: list[torch.nn.Parameter], fused: bool) -> Callable[[], float]:
+def _step_fn(
+    forward: Callable[[], torch.Tensor], params: list[torch.nn.Parameter], fused: bool
+) -> Callable[[], torch.Tensor]:
     opt = torch.optim.AdamW(params, lr=1e-4, fused=fused or None)
 
-    def step() -> float:
+    def step() -> torch.Tensor:
         loss = forward()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return loss.detach()  # no host sync: on a GPU the next step is queued while this one runs
 
     return step
 
 
-def _timed(step: Callable[[], float], sync: Callable[[], None]) -> float:
+def _timed(step: Callable[[], torch.Tensor], sync: Callable[[], None]) -> float:
     sync()
     t0 = time.perf_counter()
     step()
@@ -91,6 +94,9 @@ def run_cpu(a: argparse.Namespace) -> None:
     pairs = [h / n for n, h in zip(times["native"], times["transformers"], strict=True)]
     _emit(speedup_native_vs_transformers=round(result["native"] / result["transformers"], 3),
           speedup_median_of_rounds=round(statistics.median(pairs), 3), rounds=len(pairs))
+    if a.profile:
+        for name, step in runs.items():
+            _emit(backend=name, profile=profile_steps(step, a.profile, lambda: None, "cpu"))
 
 
 def run_cuda(a: argparse.Namespace) -> None:
@@ -113,25 +119,38 @@ def run_cuda(a: argparse.Namespace) -> None:
     torch.cuda.synchronize()
     warmup_s = time.perf_counter() - t0
     torch.cuda.reset_peak_memory_stats()
-    ts = [_timed(step, torch.cuda.synchronize) for _ in range(a.steps)]
+    # Steps queue back to back (no host sync between them, as in the training loop); events time each one.
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(a.steps + 1)]
+    events[0].record()
+    losses = []
+    for i in range(a.steps):
+        losses.append(step())
+        events[i + 1].record()
+    torch.cuda.synchronize()
+    ts = [events[i].elapsed_time(events[i + 1]) / 1e3 for i in range(a.steps)]
     tokens_per_s = a.batch_size * a.seq_len * len(ts) / sum(ts)
     name = torch.cuda.get_device_name()
-    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    peak = a.peak_flops or next((v for k, v in PEAK_BF16.items() if k in name), None)
     flops = model.flops_per_token(a.seq_len) * tokens_per_s
     _emit(
         backend="native", device=name, dtype="bf16-autocast", compiled=bool(cfg.compile), model=a.model,
+        compile_mode=cfg.compile_mode, attention_backend=cfg.attention_backend,
         params=model.num_parameters(), batch=a.batch_size, seq_len=a.seq_len, steps=len(ts),
         warmup_s=round(warmup_s, 1), tokens_per_s=round(tokens_per_s, 1),
         step_ms_median=round(1e3 * statistics.median(ts), 2),
         peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
         tflops=round(flops / 1e12, 1), mfu=round(flops / peak, 3) if peak else None,
+        last_loss=round(float(losses[-1]), 4),
     )  # fmt: skip
+    if a.profile:
+        _emit(profile=profile_steps(step, a.profile, torch.cuda.synchronize, "cuda"))
 
 
 def _model_cfg(a: argparse.Namespace) -> ModelConfig:
     over = {"num_layers": a.num_layers, "hidden_size": a.hidden_size, "num_attention_heads": a.heads}
     over = {k: v for k, v in over.items() if v is not None}
-    return ModelConfig(name=a.model, dropout=0.0, loss_chunk_size=a.loss_chunk_size, **over)
+    return ModelConfig(name=a.model, dropout=0.0, loss_chunk_size=a.loss_chunk_size,
+                       attention_backend=a.attention_backend, compile_mode=a.compile_mode, **over)
 
 
 def main() -> None:
@@ -148,6 +167,12 @@ def main() -> None:
     p.add_argument("--heads", type=int, default=None)
     p.add_argument("--vocab-size", type=int, default=None, help="default: 8192 on CPU, 50257 on CUDA")
     p.add_argument("--loss-chunk-size", type=int, default=None, help="default: auto (fused chunks unless compiled)")
+    p.add_argument("--attention-backend", default="auto", choices=["auto", "flash", "cudnn", "efficient", "math"])
+    p.add_argument("--compile-mode", default="default",
+                   choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile N steps: time per step by kernel category and the top kernels")
+    p.add_argument("--peak-flops", type=float, default=None, help="bf16 peak for MFU (default: the card's spec)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=True,
                    help="CPU: the same AdamW for both models, fused (the pipeline's CPU default) or foreach")

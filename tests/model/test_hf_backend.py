@@ -90,6 +90,23 @@ def test_compile_mode_reaches_torch_compile(monkeypatch: pytest.MonkeyPatch) -> 
     assert seen == [{"dynamic": False}, {"dynamic": False, "mode": "max-autotune-no-cudagraphs"}]
 
 
+def test_cuda_graph_modes_mark_each_step_and_copy_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    marks: list[int] = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    model = torch.nn.Linear(2, 2)
+    for mode in ("reduce-overhead", "max-autotune"):
+        run = maybe_compile(model, ModelConfig(compile=True, compile_mode=mode), "cuda")
+        x = torch.ones(1, 2)
+        out = run(x)
+        torch.testing.assert_close(out, model(x))
+        out.sum().backward()  # the copy stays in the autograd graph
+        assert model.weight.grad is not None
+    assert marks == [1, 1]
+    assert maybe_compile(model, ModelConfig(compile=True, compile_mode="reduce-overhead"), "cpu") is model
+    assert maybe_compile(model, ModelConfig(compile=True), "cuda") is model  # no graphs: the module itself
+
+
 def test_hf_backend_activation_checkpointing_same_grads() -> None:
     grads = []
     for ckpt in (False, True):

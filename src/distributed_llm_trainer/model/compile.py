@@ -12,6 +12,7 @@ from torch import nn
 from distributed_llm_trainer.config.schema import ModelConfig
 
 log = logging.getLogger(__name__)
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs
 
 
 def should_compile(cfg: ModelConfig, device_type: str) -> bool:
@@ -40,4 +41,14 @@ def maybe_compile(model: nn.Module, cfg: ModelConfig, device_type: str, **compil
     compile_kwargs.setdefault("dynamic", False)
     if cfg.compile_mode != "default":
         compile_kwargs.setdefault("mode", cfg.compile_mode)
-    return torch.compile(model, **compile_kwargs)
+    compiled = torch.compile(model, **compile_kwargs)
+    if cfg.compile_mode not in CUDAGRAPH_MODES or device_type != "cuda":
+        return compiled
+
+    def replayed(*args: Any, **kwargs: Any) -> Any:
+        # Each call starts a new CUDA-graph step, and its output is copied out of the graph's static memory:
+        # callers keep losses across steps (logging sums, the bare loop's list) that a later replay would overwrite.
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args, **kwargs).clone()
+
+    return replayed
