@@ -108,6 +108,20 @@ def test_cuda_graphs_training_keeps_every_step_loss() -> None:
 
 
 @pytest.mark.parametrize("name", ["gpt-debug", "llama-debug"])
+def test_decoding_never_uses_cudnn_attention(name: str) -> None:
+    # cuDNN builds an execution plan per new key length: every decoding step would pay it (even when forced).
+    _, gpu = _pair(name, attention_backend="cudnn")
+    prompt = _batch()[0][:2, :5]
+    with torch.autocast("cuda", dtype=torch.bfloat16), torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CUDA]
+    ) as prof:
+        out = gpu.generate(prompt, 6, temperature=0.0)
+    assert out.shape == (2, 11)
+    kernels = [e.key.lower() for e in prof.key_averages()]
+    assert not [k for k in kernels if "cudnn" in k and "sdpa" in k], kernels
+
+
+@pytest.mark.parametrize("name", ["gpt-debug", "llama-debug"])
 def test_cuda_kv_cache_greedy_equals_recompute(name: str) -> None:
     _, gpu = _pair(name)
     gpu.eval()

@@ -6,6 +6,8 @@ Q head dim, I MLP width.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -21,6 +23,8 @@ SDPA_BACKENDS = {  # model.attention_backend -> the one kernel SDPA may use ("au
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "math": SDPBackend.MATH,
 }
+# KV-cache decoding on CUDA: kernels without a per-shape set-up cost (not cuDNN); PyTorch picks among them.
+DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class RMSNorm(nn.Module):
@@ -120,16 +124,22 @@ class Attention(nn.Module):
                 mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
         gqa = {}
         if K != H:
-            if x.is_cuda and mask is None and self.sdpa_backend != SDPBackend.CUDNN_ATTENTION:
-                gqa = {"enable_gqa": True}  # flash/efficient kernels read shared heads directly
+            flash_ok = self.sdpa_backend in (None, SDPBackend.FLASH_ATTENTION) or cache is not None
+            if x.is_cuda and mask is None and flash_ok:
+                gqa = {"enable_gqa": True}  # the flash kernel reads shared heads directly (cuDNN, efficient: not)
             else:
                 k = k.repeat_interleave(H // K, dim=1)  # (B, H, S, Q)
                 v = v.repeat_interleave(H // K, dim=1)
         dropout_p = self.dropout if self.training else 0.0
-        if self.sdpa_backend is not None and mask is None:  # masked calls (padding, cached chunks): PyTorch picks
-            with sdpa_kernel(self.sdpa_backend):  # traced by torch.compile without a graph break
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, **gqa)
+        if cache is not None and x.is_cuda:
+            # Decoding: the key length grows by one each call, and cuDNN builds an execution plan for every new
+            # shape (~0.1-0.5 s each, torch 2.11 picks it first on Hopper): a 200-token sample paid seconds.
+            kernels: SDPBackend | list[SDPBackend] | None = DECODE_BACKENDS
+        elif mask is None:  # a forced kernel; masked calls (padding) let PyTorch pick among those that take masks
+            kernels = self.sdpa_backend
         else:
+            kernels = None
+        with sdpa_kernel(kernels) if kernels is not None else nullcontext():  # traced by torch.compile, no break
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, **gqa)
         # y: (B, H, T, Q)
         y = y.transpose(1, 2).reshape(B, T, H * Q)  # (B, T, H*Q)

@@ -62,6 +62,12 @@ class TrainMetrics(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         now = self.clock()
+        if self._paused_at is not None:
+            # Evaluation and everything after it (samples, the best checkpoint's save) is not training time: the
+            # pause ends here, at the next batch, rather than at on_validation_end, which runs before those hooks.
+            self._t0 += now - self._paused_at
+            self._paused_at = None
+            self._last_batch_end = None
         if self._fresh:
             # Start timing at the first batch: the module's step-0 baseline evaluation and loader start-up run
             # between on_train_start and here, and they are not training throughput.
@@ -81,10 +87,6 @@ class TrainMetrics(L.Callback):
             loss = float(val)
             self.val_history.append({"step": float(step), "tokens": float(step * self.tokens_per_step),
                                      "val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))})
-        # Evaluation time is not training time: shift the window start past it.
-        if self._paused_at is not None:
-            self._t0 += self.clock() - self._paused_at
-            self._paused_at = None
         self._last_batch_end = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,

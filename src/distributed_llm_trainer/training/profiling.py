@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from time import perf_counter
 
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 # First match wins, so the specific names come before the generic ones (a fused softmax kernel is "loss").
@@ -34,6 +35,22 @@ def category(name: str) -> str:
     return "other"
 
 
+def event_us(ev: object, gpu: bool) -> float:
+    """Self time (µs) an aggregated profiler event adds to the step, counting each piece of work once.
+
+    GPU: kernels, copies and fills only; CPU operators would count their kernels' device time a second time, and
+    annotation ranges (``## Call CompiledFxGraph ...``) span kernels already counted. CPU: ``aten::`` operators.
+    """
+    key = str(getattr(ev, "key", ""))
+    if gpu:
+        if getattr(ev, "device_type", None) != DeviceType.CUDA or getattr(ev, "is_user_annotation", False):
+            return 0.0
+        if key.startswith("##"):
+            return 0.0
+        return float(getattr(ev, "self_device_time_total", 0.0) or 0.0)
+    return float(getattr(ev, "self_cpu_time_total", 0.0) or 0.0) if key.startswith("aten::") else 0.0
+
+
 def profile_steps(step: Callable[[], object], steps: int, sync: Callable[[], None], device_type: str,
                   top: int = 12) -> dict[str, object]:
     """Run ``step`` ``steps`` times under the profiler; milliseconds per step by category and the top kernels."""
@@ -48,10 +65,7 @@ def profile_steps(step: Callable[[], object], steps: int, sync: Callable[[], Non
         wall_s = perf_counter() - t0
     per_name: dict[str, float] = {}
     for ev in prof.key_averages():
-        if gpu:
-            us = float(getattr(ev, "self_device_time_total", 0.0) or getattr(ev, "self_cuda_time_total", 0.0))
-        else:
-            us = float(ev.self_cpu_time_total) if ev.key.startswith("aten::") else 0.0  # leaf operators only
+        us = event_us(ev, gpu)
         if us > 0:
             per_name[ev.key] = per_name.get(ev.key, 0.0) + us / 1e3 / steps  # ms per step
     cats: dict[str, float] = {}
