@@ -18,6 +18,9 @@ def test_categories_of_real_kernel_names() -> None:
     assert category("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdamWMathFunctor>") == (
         "optimizer")
     assert category("triton_poi_fused_gelu_gelu_backward_view_6") == "fused_elementwise"
+    assert category("triton_per_fused__to_copy_add_native_layer_norm_backward_view_9") == "norm"
+    assert category("triton_poi_fused__to_copy_add_mul_3") == "fused_elementwise"
+    assert category("void at::native::direct_copy_kernel_cuda") == "copy_fill"
     assert category("Memset (Device)") == "copy_fill"
     assert category("aten::gelu") == "other"
 

@@ -20,9 +20,10 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loss", ("cross_entropy", "nll_loss", "log_softmax", "logsumexp")),
     ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "sm90_", "sm80_", "ampere_", "aten::mm", "aten::addmm",
                 "aten::bmm", "aten::linear", "aten::matmul")),
-    ("copy_fill", ("memcpy", "memset", "copy", "fill", "zero")),
+    ("norm", ("layer_norm", "rms_norm")),
     ("embedding", ("embedding", "index_add", "indexing_backward", "index_put", "gather", "scatter")),
-    ("fused_elementwise", ("triton_",)),
+    ("fused_elementwise", ("triton_",)),  # inductor's other kernels (their names may say "_to_copy": not copies)
+    ("copy_fill", ("memcpy", "memset", "copy", "fill", "zero")),
 )
 
 
