@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -94,33 +95,88 @@ def _free_port() -> int:
 
 
 def _torchrun_two_nodes(out: Path, *extra: str, per_node: int = 1, name: str = "twonode",
-                        strategy: str = "ddp") -> list[subprocess.CompletedProcess]:
+                        strategy: str = "ddp", timeout: float = 240) -> list[subprocess.CompletedProcess]:
+    """Launch both nodes' torchrun agents; their output goes to files (never a pipe that nobody drains).
+
+    When one node fails, the other is stopped after a short grace: otherwise its agent would sit in torchelastic's
+    exit barrier (300 s) waiting for an agent that skips it after a failure.
+    """
     port = _free_port()
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-    procs = []
+    logs = out / "torchrun-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs, files = [], []
     for node in (0, 1):
         cmd = [torchrun, "--nnodes=2", f"--node-rank={node}", f"--nproc-per-node={per_node}",
                "--master-addr=127.0.0.1", f"--master-port={port}", str(REPO / "scripts" / "run_training.py"),
                "--config", DEBUG, f"run.output_dir={out}", f"run.name={name}", *SAME, "distributed.num_nodes=2",
                f"distributed.devices={per_node}", f"distributed.strategy={strategy}", "checkpoint.every_n_steps=5",
                *extra]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                      cwd=REPO))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # stacks on a crash or SIGABRT
+        stdout = open(logs / f"{name}-node{node}-{port}.out", "w+")
+        stderr = open(logs / f"{name}-node{node}-{port}.err", "w+")
+        files.append((stdout, stderr))
+        procs.append(subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, env=env, cwd=REPO))
+    deadline, failed_at = time.monotonic() + timeout, None
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        if failed_at is None and any(p.poll() not in (None, 0) for p in procs):
+            failed_at = time.monotonic()
+        if failed_at is not None and time.monotonic() > failed_at + 20:
+            break
+        time.sleep(0.2)
     results = []
-    for p in procs:
-        out_text, err_text = p.communicate(timeout=300)
-        results.append(subprocess.CompletedProcess(p.args, p.returncode, out_text, err_text))
+    for p, (stdout, stderr) in zip(procs, files):
+        note = ""
+        if p.poll() is None:
+            _dump_stacks_and_kill(p)
+            note = f"\n[test harness: killed after {'a peer failed' if failed_at else f'{timeout:.0f} s'}]"
+        p.wait()
+        stdout.seek(0)
+        stderr.seek(0)
+        results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout.read(), stderr.read() + note))
+        stdout.close()
+        stderr.close()
     return results
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [d for c in children for d in (int(c), *_descendants(int(c)))]
+
+
+def _dump_stacks_and_kill(proc: subprocess.Popen) -> None:
+    """SIGABRT the agent and its workers first: with PYTHONFAULTHANDLER they print every thread's stack."""
+    pids = [proc.pid, *_descendants(proc.pid)]
+    for sig in (signal.SIGABRT, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _tails(results: list[subprocess.CompletedProcess]) -> str:
+    def tail(text: str, n: int) -> str:
+        return "\n".join(ln for ln in text.splitlines() if not ln.startswith("Extension modules:"))[-n:]
+
+    return "\n".join(f"--- node {i}: exit {r.returncode}\nstdout: {tail(r.stdout, 1500)}\n"
+                     f"stderr: {tail(r.stderr, 8000)}" for i, r in enumerate(results))
 
 
 def test_two_node_torchrun_trains_checkpoints_and_resumes(tmp_path: Path) -> None:
     first = _torchrun_two_nodes(tmp_path, "training.max_steps=5")
-    assert all(r.returncode == 0 for r in first), [r.stderr[-2000:] for r in first]
+    assert all(r.returncode == 0 for r in first), _tails(first)
     run = tmp_path / "twonode"
     assert load_checkpoint_file(run / "checkpoints" / "last.ckpt")["global_step"] == 5
     second = _torchrun_two_nodes(tmp_path, "training.max_steps=10", "--resume", str(run))
-    assert all(r.returncode == 0 for r in second), [r.stderr[-2000:] for r in second]
+    assert all(r.returncode == 0 for r in second), _tails(second)
     assert load_checkpoint_file(run / "checkpoints" / "last.ckpt")["global_step"] == 10
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["resumed"] and summary["steps"] == 10
@@ -141,7 +197,7 @@ def test_fsdp_hybrid_two_nodes_matches_one_process(single: Path, tmp_path: Path)
     """HSDP over 2 nodes x 2 processes (torchrun on loopback): a 2-D (replicate=2, shard=2) mesh, same losses."""
     results = _torchrun_two_nodes(tmp_path, "distributed.fsdp.sharding=hybrid", "training.batch_size=2",
                                   per_node=2, name="hybrid", strategy="fsdp")
-    assert all(r.returncode == 0 for r in results), [r.stderr[-3000:] for r in results]
+    assert all(r.returncode == 0 for r in results), _tails(results)
     run = tmp_path / "hybrid"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 4 and summary["accumulation"] == 1 and summary["global_batch_size"] == 8

@@ -62,6 +62,21 @@ def full_model(module: LMModule) -> torch.nn.Module | None:
     return plain
 
 
+def leave_process_group(trainer: L.Trainer) -> None:
+    """All ranks leave torch.distributed together, while every peer is still alive.
+
+    Left to interpreter exit, each rank tears its groups down whenever it ends (rank 0 ends last: it writes the
+    summary and the export). torch asks for an explicit ``destroy_process_group``: a rank that exits without it
+    can block a peer, and under torchrun one stuck node keeps the others in the launcher's 300 s exit barrier.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    trainer.strategy.barrier("leave_process_group")  # every rank is past its last collective
+    dist.destroy_process_group()
+
+
 def export(model: torch.nn.Module, cfg: Any, best: Path | None, hf_dir: Path, tokenizer: Any,
            val_tokens: np.ndarray) -> dict[str, Any]:
     """Write the transformers export of ``model`` (or the best checkpoint's weights) and check its logits."""

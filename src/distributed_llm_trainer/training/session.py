@@ -186,12 +186,16 @@ class Session:
         return path, skip
 
     def finish(self) -> dict[str, Any]:
-        from .finish import best_checkpoint, export, full_model, sample_text, write_summary
+        from .finish import best_checkpoint, export, full_model, leave_process_group, sample_text, write_summary
         from .trainer import stopped_early
 
         cfg, trainer, module, run = self.cfg, self.trainer, self.module, self.run_paths
         trainer.save_checkpoint(run.checkpoints / "last.ckpt", weights_only=False)  # collective when sharded
         model = full_model(module)  # collective under FSDP2
+        from .fsdp import fsdp_layout
+
+        layout = fsdp_layout(module.model)  # the mesh and offload FSDP2 really ran with (read from the parameters)
+        leave_process_group(trainer)  # the last collective: rank 0's summary and export below are local
         if model is None:
             return {}
         preempted = getattr(module, "preempted", None)
@@ -201,9 +205,6 @@ class Session:
             "accumulation": self.budget.accumulation, "precision": str(trainer.precision),
             "data": self.data.stats, "resumed": run.resume_from is not None,
         }
-        from .fsdp import fsdp_layout
-
-        layout = fsdp_layout(module.model)  # the mesh and offload FSDP2 really ran with (read from the parameters)
         if layout is not None:
             extra["fsdp"] = layout
         latest = self.samples.latest() if self.samples is not None else None
