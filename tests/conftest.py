@@ -8,3 +8,5 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 REPO = Path(__file__).resolve().parents[1]
+
+pytest_plugins = ["tests.cluster.testbed"]  # the `cluster` and `namespace` fixtures (a real control plane)

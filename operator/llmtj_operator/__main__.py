@@ -1,0 +1,45 @@
+"""``llmtj-operator`` / ``python -m llmtj_operator``: run the operator (kubeconfig or in-cluster)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+import kopf
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="llmtj-operator", description="Reconcile LLMTrainingJobs into elastic torchrun "
+                                "pod groups.")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
+    p.add_argument("--kubeconfig", help="kubeconfig file; default: in-cluster, else $KUBECONFIG or ~/.kube/config")
+    p.add_argument("--trainer-image", help="image of jobs that name none (env LLMTJ_TRAINER_IMAGE)")
+    p.add_argument("--health", default="http://0.0.0.0:8080/healthz", help="liveness endpoint for the probes")
+    p.add_argument("--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    if args.trainer_image:
+        os.environ["LLMTJ_TRAINER_IMAGE"] = args.trainer_image
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    asyncio.run(kopf.operator(
+        clusterwide=not args.namespace, namespaces=args.namespace, standalone=True,
+        liveness_endpoint=args.health,
+    ))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""kopf wiring: every trigger (the job, its pods, a timer) only schedules a reconcile of the job it concerns."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from . import names
+from .api import GROUP, PLURAL, VERSION
+from .kube import Kube, load_config
+from .reconcile import reconcile
+
+log = logging.getLogger(__name__)
+DEFAULT_IMAGE = "ghcr.io/distributed-llm-trainer/trainer:0.1.0"
+RESYNC_SECONDS = float(os.environ.get("LLMTJ_RESYNC_SECONDS", "5"))
+_kube: Kube | None = None
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        load_config(os.environ.get("KUBECONFIG") or None)
+        _kube = Kube()
+    return _kube
+
+
+def default_image() -> str:
+    return os.environ.get("LLMTJ_TRAINER_IMAGE", DEFAULT_IMAGE)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # kopf keeps its bookkeeping in annotations: the status schema declares only the API's own fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 60
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    kube()
+
+
+def _run(namespace: str | None, name: str | None) -> None:
+    if namespace and name:
+        reconcile(kube(), namespace, name, default_image())
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def job_changed(namespace: str, name: str, **_: Any) -> None:
+    _run(namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def resync(namespace: str, name: str, **_: Any) -> None:
+    """Deadlines, TTLs and anything a missed watch event hid."""
+    _run(namespace, name)
+
+
+@kopf.on.event("v1", "pods", labels={names.JOB_LABEL: kopf.PRESENT})
+def pod_changed(namespace: str, labels: dict[str, str], type: str | None, **_: Any) -> None:
+    if type is None:  # the initial listing: the jobs' own resume handlers cover it
+        return
+    _run(namespace, labels.get(names.JOB_LABEL))
+
+
+@kopf.on.probe(id="reconciler")
+def ready(**_: Any) -> bool:
+    return _kube is not None

@@ -1,0 +1,121 @@
+"""The one module that talks to the API server (official ``kubernetes`` client, synchronous; kopf runs the
+handlers in threads). Creates are idempotent: 409 AlreadyExists means someone (an earlier run of this operator)
+got there first, which is success."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from .api import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+COMPONENT = "llm-training-operator"
+
+
+def load_config(kubeconfig: str | None = None) -> None:
+    """In a pod: its ServiceAccount; elsewhere: the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig)
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.client = api_client or client.ApiClient()
+        self.core = client.CoreV1Api(self.client)
+        self.custom = client.CustomObjectsApi(self.client)
+
+    # --- the job -----------------------------------------------------------------------------------------------
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
+                                                              {"status": status})
+        except ApiException as e:
+            if e.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                        propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    # --- children ----------------------------------------------------------------------------------------------
+    def create(self, obj: dict[str, Any]) -> bool:
+        """Create ``obj`` (Service, ConfigMap, PVC, Pod); False if it already existed."""
+        ns, kind = obj["metadata"]["namespace"], obj["kind"]
+        create = {"Service": self.core.create_namespaced_service, "ConfigMap": self.core.create_namespaced_config_map,
+                  "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+                  "Pod": self.core.create_namespaced_pod}[kind]
+        try:
+            create(ns, obj)
+            return True
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.client.sanitize_for_serialization(self.core.read_namespaced_config_map(name, namespace))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def replace_config_map_data(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self.core.patch_namespaced_config_map(name, namespace, {"data": data})
+
+    def claim_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        return [self.client.sanitize_for_serialization(p) for p in pods.items]
+
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
+        try:
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    # --- events ------------------------------------------------------------------------------------------------
+    def event(self, job: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = job["metadata"]
+        now = datetime.now(timezone.utc)
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": job["apiVersion"], "kind": job["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"]},
+            "type": kind, "reason": reason, "message": message[:1024],
+            "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+            "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat(), "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as e:  # an event is best effort: never fail a reconcile over it
+            log.warning("could not post event %s on %s: %s", reason, meta["name"], e.reason)

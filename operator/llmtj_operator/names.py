@@ -1,0 +1,47 @@
+"""Deterministic names and labels of a job's children: the same job always renders the same objects."""
+
+from __future__ import annotations
+
+JOB_LABEL = "llmtj.dev/job-name"
+INDEX_LABEL = "llmtj.dev/replica-index"
+ROLE_LABEL = "llmtj.dev/role"
+RESTARTS_ANNOTATION = "llmtj.dev/restart-count"  # the job's restart count when this pod was created
+MANAGED_BY = "llm-training-operator"
+CONTAINER = "trainer"
+CONFIG_KEY = "config.yaml"
+CONFIG_MOUNT = "/etc/llmtj"
+
+
+def service(job: str) -> str:
+    return f"{job}-workers"
+
+
+def config_map(job: str) -> str:
+    return f"{job}-config"
+
+
+def claim(job: str) -> str:
+    return f"{job}-checkpoints"
+
+
+def worker(job: str, index: int) -> str:
+    return f"{job}-worker-{index}"
+
+
+def selector_labels(job: str) -> dict[str, str]:
+    return {JOB_LABEL: job, ROLE_LABEL: "worker"}
+
+
+def selector(job: str) -> str:
+    """The worker pods' label selector as a string (status.selector, for the scale subresource)."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(job).items())
+
+
+def common_labels(job: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "llm-training-job", "app.kubernetes.io/instance": job,
+            "app.kubernetes.io/managed-by": MANAGED_BY, JOB_LABEL: job}
+
+
+def rendezvous_host(job: str, namespace: str) -> str:
+    """Worker 0's stable DNS name through the headless Service (pod hostname + subdomain)."""
+    return f"{worker(job, 0)}.{service(job)}.{namespace}.svc"

@@ -1,0 +1,79 @@
+"""What the operator reads from a worker pod's status: a small, typed view of the API's pod dict."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from . import names
+
+PERMANENT_EXIT = 2  # the trainer's exit code for bad input: never retried
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    index: int
+    phase: str  # Pending, Running, Succeeded, Failed, Unknown
+    ready: bool
+    deleting: bool
+    exit_code: int | None
+    message: str  # the trainer container's termination message (JSON summary, or the tail of its log)
+    restart_count: int  # the job's restart count when this pod was created (annotation)
+    node: str | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
+
+    @property
+    def permanent_failure(self) -> bool:
+        return self.phase == "Failed" and self.exit_code == PERMANENT_EXIT
+
+    def error_line(self) -> str:
+        """The trainer's ``error:`` line if there is one, else the last line of its output, else the exit code."""
+        lines = [ln.strip() for ln in self.message.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        if errors:
+            return errors[-1]
+        if lines:
+            return lines[-1][:500]
+        return f"exit code {self.exit_code}" if self.exit_code is not None else f"pod {self.phase.lower()}"
+
+    def summary(self) -> dict[str, Any]:
+        """The trainer's end-of-run JSON (step, checkpoint, ...) when it left one, else {}."""
+        try:
+            data = json.loads(self.message)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+def _trainer_state(pod: dict[str, Any]) -> dict[str, Any]:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == names.CONTAINER:
+            return cs
+    return {}
+
+
+def view(pod: dict[str, Any]) -> PodView | None:
+    """None for a pod that is not one of our indexed workers (never trust labels blindly)."""
+    meta = pod.get("metadata") or {}
+    try:
+        index = int((meta.get("labels") or {}).get(names.INDEX_LABEL, ""))
+    except ValueError:
+        return None
+    status = pod.get("status") or {}
+    cs = _trainer_state(pod)
+    terminated = (cs.get("state") or {}).get("terminated") or {}
+    try:
+        restarts = int((meta.get("annotations") or {}).get(names.RESTARTS_ANNOTATION, "0"))
+    except ValueError:
+        restarts = 0
+    return PodView(
+        name=meta.get("name", ""), index=index, phase=status.get("phase") or "Pending",
+        ready=bool(cs.get("ready")), deleting=bool(meta.get("deletionTimestamp")),
+        exit_code=terminated.get("exitCode"), message=terminated.get("message") or "",
+        restart_count=restarts, node=(pod.get("spec") or {}).get("nodeName"),
+    )

@@ -1,0 +1,144 @@
+"""One reconcile of one job: read it, check what the schema cannot, apply the rendered children, write status.
+
+Every kopf handler (job created/changed/resumed, a worker pod changed, the periodic timer) ends here, serialized per
+job by a lock, so there is one status writer. Nothing is created for a job that fails its checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import conditions as cond
+from . import faults, names
+from .api import JobSpec
+from .kube import Kube
+from .plan import TERMINAL, plan, timestamp
+from .pods import view
+from .render import Job, build_claim, build_config_map, build_pod, build_service
+
+log = logging.getLogger(__name__)
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+
+class Rejected(Exception):
+    """A job the operator refuses: becomes a Failed condition and a Warning event, never a crash."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def parse_spec(body: dict[str, Any]) -> JobSpec:
+    try:
+        return JobSpec.model_validate(body.get("spec") or {})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise Rejected("InvalidSpec", f"spec.{where}: {first['msg']}; fix the field and re-apply the job") from None
+
+
+def check_references(kube: Kube, job: Job) -> None:
+    """What only the cluster can answer: the ConfigMap and claim a job names must exist before anything is made."""
+    ref = job.spec.config_from.config_map_key_ref if job.spec.config_from else None
+    if ref is not None:
+        cm = kube.read_config_map(job.namespace, ref.name)
+        if cm is None:
+            raise Rejected("ConfigNotFound", f"spec.configFrom: ConfigMap {ref.name} not found in namespace "
+                           f"{job.namespace}; create it, or put the config inline under spec.config")
+        if ref.key not in (cm.get("data") or {}):
+            raise Rejected("ConfigNotFound", f"spec.configFrom: ConfigMap {ref.name} has no key {ref.key}; "
+                           f"keys: {', '.join(sorted(cm.get('data') or {})) or 'none'}")
+    claim = job.spec.checkpoint.claim_name
+    if claim and not kube.claim_exists(job.namespace, claim):
+        raise Rejected("ClaimNotFound", f"spec.checkpoint.claimName: PersistentVolumeClaim {claim} not found in "
+                       f"namespace {job.namespace}; create it, or drop claimName to let the operator create one")
+
+
+def ensure_children(kube: Kube, job: Job) -> None:
+    kube.create(build_service(job))
+    cm = build_config_map(job)
+    if cm is not None and not kube.create(cm):
+        current = kube.read_config_map(job.namespace, cm["metadata"]["name"]) or {}
+        if current.get("data") != cm["data"]:
+            kube.replace_config_map_data(job.namespace, cm["metadata"]["name"], cm["data"])
+    claim = build_claim(job)
+    if claim is not None:
+        kube.create(claim)
+
+
+def _reject(kube: Kube, body: dict[str, Any], status: dict[str, Any], err: Rejected, now: datetime) -> None:
+    stamp = timestamp(now)
+    gen = body["metadata"].get("generation")
+    new = {**status, "phase": "Failed", "completionTime": status.get("completionTime") or stamp,
+           "lastError": err.message, "observedGeneration": gen,
+           "conditions": cond.for_phase(status.get("conditions") or [], "Failed", err.reason, err.message, stamp, gen)}
+    kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], new)
+    if status.get("phase") != "Failed":
+        kube.event(body, "Warning", err.reason, err.message)
+
+
+def _expired(status: dict[str, Any], spec: JobSpec, now: datetime) -> bool:
+    done = status.get("completionTime")
+    if spec.ttl_seconds_after_finished is None or not done:
+        return False
+    finished = datetime.strptime(done, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return now >= finished + timedelta(seconds=spec.ttl_seconds_after_finished)
+
+
+def reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime | None = None) -> None:
+    with _locks[(namespace, name)]:
+        _reconcile(kube, namespace, name, default_image, now or datetime.now(timezone.utc))
+
+
+def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime) -> None:
+    body = kube.get_job(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return  # gone or going: the garbage collector stops the pods (SIGTERM, grace period) and removes children
+    status = body.get("status") or {}
+    meta = body["metadata"]
+    try:
+        spec = parse_spec(body)
+    except Rejected as err:
+        if status.get("phase") not in TERMINAL:
+            _reject(kube, body, status, err, now)
+        return
+    if status.get("phase") in TERMINAL and _expired(status, spec, now):
+        kube.delete_job(namespace, name)
+        return
+    job = Job(name=name, namespace=namespace, uid=meta["uid"], spec=spec, image=spec.image or default_image)
+    active = status.get("phase") not in TERMINAL and not spec.suspend
+    if active:
+        try:
+            check_references(kube, job)
+        except Rejected as err:
+            _reject(kube, body, status, err, now)
+            return
+        ensure_children(kube, job)
+        if not cond.is_true(status.get("conditions") or [], "Created"):
+            status = {**status, "conditions": cond.upsert(status.get("conditions") or [], "Created", True,
+                                                          "ChildrenCreated", "Service, ConfigMap and claim exist",
+                                                          timestamp(now), meta.get("generation"))}
+    pods = [p for p in kube.list_pods(namespace, names.selector(name)) if _owned(p, meta["uid"])]
+    views = [v for v in (view(p) for p in pods) if v is not None]
+    result = plan(name, spec, meta.get("generation"), status, views, now)
+    for pod_name in result.delete:
+        kube.delete_pod(namespace, pod_name)
+    for index, restarts in result.create:
+        kube.create(build_pod(job, index, restarts))
+        faults.point("pod-create")
+    result.status["worldSize"] = result.status.get("readyReplicas", 0) * spec.procs_per_pod
+    if result.status != status:
+        kube.patch_status(namespace, name, result.status)
+    for kind, reason, message in result.events:
+        kube.event(body, kind, reason, message)
+
+
+def _owned(pod: dict[str, Any], uid: str) -> bool:
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)

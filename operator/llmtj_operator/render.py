@@ -1,0 +1,171 @@
+"""Pure builders: a job (name, namespace, uid, spec) in, the desired child objects out, as plain dicts.
+
+The one place that knows how a worker pod looks. Every child carries the job's labels and a controller owner
+reference, so the garbage collector removes it with the job (the checkpoint claim only when asked to).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from . import names
+from .api import GROUP, KIND, VERSION, JobSpec
+from .torchrun_env import TERMINATION_LOG, torchrun_env, trainer_env
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    namespace: str
+    uid: str
+    spec: JobSpec
+    image: str  # spec.image or the operator's default
+
+
+def owner_reference(job: Job) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": job.name, "uid": job.uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _metadata(job: Job, name: str, extra_labels: dict[str, str] | None = None, owned: bool = True) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": job.namespace,
+                            "labels": {**names.common_labels(job.name), **(extra_labels or {})}}
+    if owned:
+        meta["ownerReferences"] = [owner_reference(job)]
+    return meta
+
+
+def build_service(job: Job) -> dict[str, Any]:
+    """Headless: each worker gets ``<pod>.<service>.<ns>.svc``; not-ready addresses are published so that the
+    rendezvous name resolves while the pods are still starting."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _metadata(job, names.service(job.name)),
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                 "selector": names.selector_labels(job.name),
+                 "ports": [{"name": "rendezvous", "port": job.spec.rendezvous_port,
+                            "targetPort": job.spec.rendezvous_port, "protocol": "TCP"}]},
+    }
+
+
+def build_config_map(job: Job) -> dict[str, Any] | None:
+    """The inline config as the file the trainer reads; None when the job names a ConfigMap of its own."""
+    if job.spec.config_from is not None:
+        return None
+    text = yaml.safe_dump(job.spec.config or {}, sort_keys=False)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(job, names.config_map(job.name)),
+            "data": {names.CONFIG_KEY: text}}
+
+
+def build_claim(job: Job) -> dict[str, Any] | None:
+    """The checkpoint claim to create; None when the job uses an existing one. Not owned unless deleteWithJob:
+    checkpoints are the most valuable output and outlive the job by default."""
+    ckpt = job.spec.checkpoint
+    if ckpt.claim_name:
+        return None
+    spec: dict[str, Any] = {"accessModes": list(ckpt.access_modes), "resources": {"requests": {"storage": ckpt.size}}}
+    if ckpt.storage_class_name:
+        spec["storageClassName"] = ckpt.storage_class_name
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": _metadata(job, names.claim(job.name), owned=ckpt.delete_with_job), "spec": spec}
+
+
+def claim_name(job: Job) -> str:
+    return job.spec.checkpoint.claim_name or names.claim(job.name)
+
+
+def _volumes(job: Job) -> list[dict[str, Any]]:
+    if job.spec.config_from is not None:
+        ref = job.spec.config_from.config_map_key_ref
+        config = {"name": ref.name, "items": [{"key": ref.key, "path": names.CONFIG_KEY}]}
+    else:
+        config = {"name": names.config_map(job.name)}
+    return [
+        {"name": "config", "configMap": config},
+        {"name": "checkpoints", "persistentVolumeClaim": {"claimName": claim_name(job)}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},  # dataloader workers share tensors through /dev/shm
+    ]
+
+
+def _container(job: Job) -> dict[str, Any]:
+    spec = job.spec
+    user_env = [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env or []]
+    container: dict[str, Any] = {
+        "name": names.CONTAINER,
+        "image": job.image,
+        "command": ["llmtj-worker"],
+        "env": [*torchrun_env(job.name, job.namespace, job.uid, spec), *trainer_env(job.name, spec), *user_env],
+        "ports": [{"name": "rendezvous", "containerPort": spec.rendezvous_port, "protocol": "TCP"}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": names.CONFIG_MOUNT, "readOnly": True},
+            {"name": "checkpoints", "mountPath": spec.checkpoint.mount_path},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # the trainer's last ``error:`` line on a failure
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    if spec.resources is not None:
+        container["resources"] = spec.resources.model_dump(by_alias=True, exclude_none=True)
+    return container
+
+
+def build_pod(job: Job, index: int, restart_count: int = 0) -> dict[str, Any]:
+    spec = job.spec
+    name = names.worker(job.name, index)
+    labels = {**names.selector_labels(job.name), names.INDEX_LABEL: str(index)}
+    meta = _metadata(job, name, labels)
+    meta["annotations"] = {names.RESTARTS_ANNOTATION: str(restart_count)}
+    pod_spec: dict[str, Any] = {
+        "hostname": name,
+        "subdomain": names.service(job.name),
+        "restartPolicy": "Never",  # the operator replaces failed pods and counts them against backoffLimit
+        "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [_container(job)],
+        "volumes": _volumes(job),
+    }
+    for key, value in (("nodeSelector", spec.node_selector), ("priorityClassName", spec.priority_class_name),
+                       ("schedulerName", spec.scheduler_name)):
+        if value:
+            pod_spec[key] = value
+    if spec.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+    return apply_template(pod, spec.pod_template) if spec.pod_template else pod
+
+
+def merge(base: Any, override: Any) -> Any:
+    """Deep merge: maps key by key, lists of named items (containers, volumes, env) by name, anything else wins."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = merge(base[k], v) if k in base else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(override, list) and all(
+            isinstance(x, dict) and "name" in x for x in [*base, *override]):
+        by_name = {x["name"]: x for x in base}
+        out_list = [merge(by_name[x["name"]], x) if x["name"] in by_name else copy.deepcopy(x) for x in override]
+        kept = [x for x in base if x["name"] not in {o["name"] for o in override}]
+        return kept + out_list
+    return copy.deepcopy(override)
+
+
+PROTECTED = ("name", "namespace", "ownerReferences")
+
+
+def apply_template(pod: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    """The user's podTemplate over the rendered pod; identity and the operator's own labels always win."""
+    merged = merge(pod, {k: v for k, v in template.items() if k in ("metadata", "spec")})
+    for key in PROTECTED:
+        merged["metadata"][key] = pod["metadata"][key]
+    merged["metadata"]["labels"] = {**merged["metadata"].get("labels", {}), **pod["metadata"]["labels"]}
+    return merged

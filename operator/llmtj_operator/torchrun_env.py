@@ -1,0 +1,36 @@
+"""The environment a worker pod's ``llmtj-worker`` turns into a torchrun command: the one place that knows it.
+
+torchrun reads every flag from ``PET_<FLAG>`` variables, so the pod spec carries data, not a command line:
+``--nnodes=MIN:MAX --nproc-per-node --rdzv-backend=c10d --rdzv-endpoint=<worker-0 DNS>:<port>
+--rdzv-id=<job uid> --max-restarts``.
+"""
+
+from __future__ import annotations
+
+from . import names
+from .api import JobSpec
+
+TERMINATION_LOG = "/dev/termination-log"
+
+
+def torchrun_env(job: str, namespace: str, uid: str, spec: JobSpec) -> list[dict[str, str]]:
+    pairs = {
+        "PET_NNODES": f"{spec.min_replicas}:{spec.max_replicas}",
+        "PET_NPROC_PER_NODE": str(spec.procs_per_pod),
+        "PET_RDZV_BACKEND": "c10d",
+        "PET_RDZV_ENDPOINT": f"{names.rendezvous_host(job, namespace)}:{spec.rendezvous_port}",
+        "PET_RDZV_ID": uid,
+        "PET_MAX_RESTARTS": str(spec.elastic.max_restarts),
+    }
+    return [{"name": k, "value": v} for k, v in pairs.items()]
+
+
+def trainer_env(job: str, spec: JobSpec) -> list[dict[str, str]]:
+    pairs = {
+        "LLMTJ_CONFIG": f"{names.CONFIG_MOUNT}/{names.CONFIG_KEY}",
+        "LLMTJ_OUTPUT_DIR": spec.checkpoint.mount_path,
+        "LLMTJ_RUN_NAME": job,
+        "LLMTJ_TERMINATION_MESSAGE_PATH": TERMINATION_LOG,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return [{"name": k, "value": v} for k, v in pairs.items()]

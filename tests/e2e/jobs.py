@@ -1,0 +1,83 @@
+"""Small helpers for end-to-end tests: read jobs, wait for phases, find a claim's folder on the test bed."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .conftest import EXAMPLE
+
+
+def example(name: str = "tiny", **spec: Any) -> dict[str, Any]:
+    """The README's example job (manifests/examples/job.yaml), renamed, with spec fields replaced."""
+    job = yaml.safe_load(EXAMPLE.read_text())
+    job["metadata"]["name"] = name
+    out = copy.deepcopy(job)
+    out["spec"].update(spec)
+    return out
+
+
+def apply(cluster, namespace: str, job: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(job), check=True)
+
+
+def get_job(cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    return cluster.get(f"/apis/llmtj.dev/v1alpha1/namespaces/{namespace}/llmtrainingjobs/{name}")
+
+
+def wait_phase(cluster, namespace: str, name: str, phases: tuple[str, ...], timeout: float = 300) -> dict[str, Any]:
+    seen: list[str] = []
+
+    def reached() -> bool:
+        job = get_job(cluster, namespace, name) or {}
+        phase = (job.get("status") or {}).get("phase")
+        if phase and (not seen or seen[-1] != phase):
+            seen.append(phase)
+        return phase in phases
+
+    try:
+        cluster.wait(f"job {namespace}/{name} in {phases}", reached, timeout=timeout)
+    except TimeoutError as e:
+        status = (get_job(cluster, namespace, name) or {}).get("status")
+        raise AssertionError(f"{e}; phases seen: {seen}; status: {status}\n{pod_logs(cluster, namespace)}") from None
+    return get_job(cluster, namespace, name)
+
+
+def pods(cluster, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    q = f"?labelSelector={selector}" if selector else ""
+    return (cluster.get(f"/api/v1/namespaces/{namespace}/pods{q}") or {}).get("items", [])
+
+
+def claim_dir(cluster, namespace: str, claim: str) -> Path:
+    pvc = cluster.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
+    pv = cluster.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
+    return Path(pv["spec"]["hostPath"]["path"])
+
+
+def pod_logs(cluster, namespace: str, tail: int = 3000) -> str:
+    """Every container log of the namespace's pods on the test bed's nodes (for failure messages)."""
+    out = []
+    for log in sorted(Path(cluster.dir, "nodes").glob(f"*/pods/{namespace}_*/*.log")):
+        out.append(f"--- {log.parent.name}/{log.name}\n{log.read_text(errors='replace')[-tail:]}")
+    return "\n".join(out)
+
+
+def events(cluster, namespace: str) -> list[dict[str, Any]]:
+    return (cluster.get(f"/api/v1/namespaces/{namespace}/events") or {}).get("items", [])
+
+
+def wait_gone(cluster, path: str, timeout: float = 60) -> None:
+    cluster.wait(f"{path} deleted", lambda: cluster.get(path) is None, timeout=timeout)
+
+
+def poll(predicate, timeout: float = 60, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

@@ -1,0 +1,110 @@
+"""The operator under stress: killed in the middle of creating a job, and fed objects its schema never allowed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import CRD, OPERATOR_NS, operator_pod
+from .jobs import example, get_job, pods, poll, wait_phase
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def sa_kubeconfig(cluster, path: Path) -> Path:
+    """A kubeconfig with the operator ServiceAccount's token: the local operator gets exactly the RBAC it ships with."""
+    token = cluster.kubectl("create", "token", "llm-training-operator", "-n", OPERATOR_NS, "--duration=1h",
+                            check=True).stdout.strip()
+    ca = cluster.dir / "pki" / "ca.crt"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "op",
+        "clusters": [{"name": "tb", "cluster": {"server": cluster.server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "op", "user": {"token": token}}],
+        "contexts": [{"name": "op", "context": {"cluster": "tb", "user": "op"}}],
+    }))
+    return path
+
+
+def start_local_operator(kubeconfig: Path, log: Path, **env: str) -> subprocess.Popen:
+    exe = shutil.which("llmtj-operator", path=os.path.dirname(sys.executable)) or "llmtj-operator"
+    full = {**os.environ, "KUBECONFIG": str(kubeconfig), "LLMTJ_RESYNC_SECONDS": "2", **env}
+    full.pop("KUBERNETES_SERVICE_HOST", None)
+    return subprocess.Popen([exe, "--all-namespaces", "--health", "http://127.0.0.1:0/healthz"], env=full,
+                            stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture
+def local_operator(operator, tmp_path):
+    """The Deployment scaled to 0 so that a local operator process (same ServiceAccount) can be killed at will."""
+    operator.kubectl("scale", "deploy/llm-training-operator", "-n", OPERATOR_NS, "--replicas=0", check=True)
+    assert poll(lambda: operator_pod(operator) is None and not pods(operator, OPERATOR_NS), timeout=60)
+    kubeconfig = sa_kubeconfig(operator, tmp_path / "operator.kubeconfig")
+    procs: list[subprocess.Popen] = []
+
+    def start(**env: str) -> subprocess.Popen:
+        procs.append(start_local_operator(kubeconfig, tmp_path / "operator.log", **env))
+        return procs[-1]
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    operator.kubectl("scale", "deploy/llm-training-operator", "-n", OPERATOR_NS, "--replicas=1", check=True)
+    assert poll(lambda: operator_pod(operator) is not None, timeout=120)
+
+
+def test_operator_killed_mid_creation_makes_no_duplicates(operator, local_operator, namespace, tmp_path):
+    first = local_operator(LLMTJ_CRASH_AFTER="pod-create:1")  # dies right after creating worker 0
+    job = example("crashy", replicas=3, elastic={"minReplicas": 1, "maxReplicas": 3}, rendezvousPort=29411)
+    job["spec"]["config"]["training"].update(max_steps=4, global_batch_size=12)  # 4 x 3 workers
+    operator.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(job), check=True)
+    assert first.wait(timeout=60) == 137, (tmp_path / "operator.log").read_text()[-3000:]
+    assert [p["metadata"]["name"] for p in pods(operator, namespace)] == ["crashy-worker-0"]
+    status = (get_job(operator, namespace, "crashy") or {}).get("status") or {}
+    assert "startTime" not in status  # killed before it wrote any status
+    local_operator()
+    assert poll(lambda: len(pods(operator, namespace)) == 3, timeout=60)
+    names = sorted(p["metadata"]["name"] for p in pods(operator, namespace))
+    uids = {p["metadata"]["uid"] for p in pods(operator, namespace)}
+    assert names == ["crashy-worker-0", "crashy-worker-1", "crashy-worker-2"] and len(uids) == 3
+    done = wait_phase(operator, namespace, "crashy", ("Succeeded", "Failed"), timeout=300)["status"]
+    assert done["phase"] == "Succeeded" and done["restartCount"] == 0, done
+    assert sorted(p["metadata"]["name"] for p in pods(operator, namespace)) == names  # still no duplicates
+
+
+def test_operator_survives_objects_its_schema_never_allowed(operator, namespace):
+    """An older, looser CRD (or a bug) lets garbage in: each object gets a Failed condition, the operator lives on."""
+    loose = yaml.safe_load(CRD.read_text())
+    version = loose["spec"]["versions"][0]
+    version["schema"]["openAPIV3Schema"]["properties"]["spec"] = {"type": "object",
+                                                                  "x-kubernetes-preserve-unknown-fields": True}
+    version.pop("additionalPrinterColumns")
+    loose["spec"]["versions"][0]["subresources"].pop("scale")
+    pod_before = operator_pod(operator)
+    try:
+        operator.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump(loose),
+                         check=True)
+        bad = {"strtype": {"replicas": "many"}, "listy": {"env": "PATH=/x"}, "deep": {"elastic": {"maxReplicas": -3}},
+               "weird": {"checkpoint": ["not", "a", "map"]}}
+        for name, spec in bad.items():
+            body = {"apiVersion": "llmtj.dev/v1alpha1", "kind": "LLMTrainingJob", "metadata": {"name": name},
+                    "spec": spec}
+            operator.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body), check=True)
+        for name, spec in bad.items():
+            status = wait_phase(operator, namespace, name, ("Failed",), timeout=60)["status"]
+            failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+            assert failed["reason"] == "InvalidSpec" and failed["message"].startswith("spec."), failed
+        assert pods(operator, namespace) == []
+    finally:
+        operator.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), check=True)
+    assert operator_pod(operator) == pod_before  # the same process: it never crashed or restarted
+    pod = operator.get(f"/api/v1/namespaces/{OPERATOR_NS}/pods/{pod_before}")
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0

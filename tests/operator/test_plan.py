@@ -1,0 +1,108 @@
+"""The reconcile decision without a cluster: phases, restarts against backoffLimit, permanent errors, conditions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from llmtj_operator import conditions as cond
+from llmtj_operator.api import JobSpec
+from llmtj_operator.plan import plan
+from llmtj_operator.pods import view
+
+from .jobs import pod
+
+NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=timezone.utc)
+STARTED = {"startTime": "2026-12-02T11:59:00Z", "phase": "Running"}
+
+
+def run(spec: dict, status: dict, pods: list[dict], now: datetime = NOW):
+    return plan("tiny", JobSpec.model_validate(spec), 1, status, [view(p) for p in pods], now)
+
+
+def test_a_new_job_creates_every_worker_once_and_is_pending():
+    p = run({"replicas": 2}, {}, [])
+    assert p.create == [(0, 0), (1, 0)] and p.delete == []
+    assert p.status["phase"] == "Pending" and p.status["startTime"] == "2026-12-02T12:00:00Z"
+    assert p.status["selector"] == "llmtj.dev/job-name=tiny,llmtj.dev/role=worker"
+
+
+def test_an_operator_restarted_mid_creation_creates_only_the_missing_pod_without_counting_it():
+    p = run({"replicas": 3}, {}, [pod(0, "Pending", ready=False)])
+    assert p.create == [(1, 0), (2, 0)] and p.status["restartCount"] == 0
+
+
+def test_all_running_is_running_with_a_true_condition_and_event():
+    p = run({"replicas": 2}, {"startTime": "2026-12-02T11:59:00Z", "phase": "Pending"}, [pod(0), pod(1)])
+    assert p.status["phase"] == "Running" and p.status["workers"] == "2/2" and p.create == []
+    assert cond.is_true(p.status["conditions"], "Running") and not cond.is_true(p.status["conditions"], "Failed")
+    assert ("Normal", "AllWorkersRunning", "2 worker pods training") in p.events
+
+
+def test_a_failed_worker_is_deleted_then_replaced_and_counted_once():
+    failed = pod(1, "Failed", ready=False, exit_code=137, message="killed")
+    first = run({"replicas": 2}, STARTED, [pod(0), failed])
+    assert first.delete == ["tiny-worker-1"] and first.create == [] and first.status["phase"] == "Restarting"
+    assert first.status["restartCount"] == 0 and "killed" in first.status["lastError"]
+    second = run({"replicas": 2}, first.status, [pod(0)])
+    assert second.create == [(1, 1)] and second.status["restartCount"] == 1
+    # the operator died before writing status: the replacement's annotation still carries the count
+    third = run({"replicas": 2}, first.status, [pod(0), pod(1, "Pending", ready=False, restarts=1)])
+    assert third.create == [] and third.status["restartCount"] == 1
+
+
+def test_backoff_limit_exhausted_fails_with_the_last_error():
+    status = {**STARTED, "restartCount": 2, "lastError": "tiny-worker-1: error: out of memory"}
+    p = run({"replicas": 2, "backoffLimit": 2}, status, [pod(0)])
+    assert p.status["phase"] == "Failed" and p.create == [] and p.delete == ["tiny-worker-0"]
+    failed = cond.get(p.status["conditions"], "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded" and "out of memory" in failed["message"]
+    assert p.events[-1][0] == "Warning"
+
+
+def test_exit_code_2_is_permanent_with_the_trainer_error_line():
+    log = "loading config\nerror: model.num_attention_heads: 5 does not divide hidden_size 64; choose heads\n"
+    p = run({"replicas": 2}, STARTED, [pod(0), pod(1, "Failed", ready=False, exit_code=2, message=log)])
+    assert p.status["phase"] == "Failed" and p.create == [] and p.delete == ["tiny-worker-0"]
+    failed = cond.get(p.status["conditions"], "Failed")
+    assert failed["reason"] == "InvalidInput" and "error: model.num_attention_heads: 5 does not divide" in \
+        failed["message"]
+
+
+def test_success_reads_step_and_checkpoint_from_the_termination_message():
+    msg = '{"step": 40, "checkpoint": "/checkpoints/tiny/checkpoints/last.ckpt", "stopReason": "max_steps"}'
+    done = [pod(0, "Succeeded", ready=False, exit_code=0, message=msg), pod(1, "Succeeded", ready=False, exit_code=0)]
+    p = run({"replicas": 2}, STARTED, done)
+    assert p.status["phase"] == "Succeeded" and p.status["step"] == 40 and p.create == []
+    assert p.status["lastCheckpoint"] == {"path": "/checkpoints/tiny/checkpoints/last.ckpt", "step": 40}
+    assert p.status["completionTime"] == "2026-12-02T12:00:00Z"
+
+
+def test_one_finished_worker_stops_replacements():
+    p = run({"replicas": 2}, STARTED, [pod(0, "Succeeded", ready=False, exit_code=0), pod(1)])
+    assert p.create == [] and p.status["phase"] == "Running"
+
+
+def test_terminal_phases_are_sticky():
+    status = {**STARTED, "phase": "Failed", "completionTime": "2026-12-02T11:59:30Z"}
+    p = run({"replicas": 2}, status, [])
+    assert p.create == [] and p.status["phase"] == "Failed"
+
+
+def test_suspend_deletes_pods_and_resume_recreates_them():
+    p = run({"replicas": 2, "suspend": True}, STARTED, [pod(0), pod(1)])
+    assert sorted(p.delete) == ["tiny-worker-0", "tiny-worker-1"] and p.status["phase"] == "Suspended"
+    again = run({"replicas": 2}, p.status, [])
+    assert [i for i, _ in again.create] == [0, 1]
+
+
+def test_active_deadline_fails_the_job():
+    p = run({"replicas": 1, "activeDeadlineSeconds": 30}, STARTED, [pod(0)], now=NOW + timedelta(seconds=1))
+    assert p.status["phase"] == "Failed" and cond.get(p.status["conditions"], "Failed")["reason"] == "DeadlineExceeded"
+
+
+def test_condition_transition_time_moves_only_on_flips():
+    first = cond.upsert([], "Running", True, "A", "", "t1", 1)
+    same = cond.upsert(first, "Running", True, "B", "m", "t2", 2)
+    flipped = cond.upsert(same, "Running", False, "C", "", "t3", 2)
+    assert same[0]["lastTransitionTime"] == "t1" and same[0]["reason"] == "B"
+    assert flipped[0]["lastTransitionTime"] == "t3" and flipped[0]["observedGeneration"] == 2

@@ -1,0 +1,118 @@
+"""Pure builders: the children a job renders, the torchrun environment, the pod template override."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from llmtj_operator import names
+from llmtj_operator.render import build_claim, build_config_map, build_pod, build_service, merge, owner_reference
+
+from .jobs import UID, job
+
+
+def env_of(pod: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+
+
+def test_children_are_owned_labelled_and_deterministic():
+    j = job({"replicas": 2, "config": {"training": {"max_steps": 5}}})
+    objs = [build_service(j), build_config_map(j), build_pod(j, 0), build_pod(j, 1)]
+    assert [o["metadata"]["name"] for o in objs] == ["tiny-workers", "tiny-config", "tiny-worker-0", "tiny-worker-1"]
+    for o in objs:
+        assert o["metadata"]["ownerReferences"] == [owner_reference(j)]
+        assert o["metadata"]["ownerReferences"][0]["uid"] == UID and o["metadata"]["labels"][names.JOB_LABEL] == "tiny"
+    assert build_pod(j, 1) == build_pod(j, 1)
+
+
+def test_headless_service_publishes_not_ready_pods_and_the_pods_use_it():
+    j = job({"replicas": 2})
+    svc = build_service(j)
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+    pod = build_pod(j, 1)
+    assert pod["spec"]["hostname"] == "tiny-worker-1" and pod["spec"]["subdomain"] == "tiny-workers"
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("spec, nnodes, nproc", [
+    ({"replicas": 2}, "2:2", "1"),
+    ({"replicas": 3, "elastic": {"minReplicas": 1, "maxReplicas": 4}}, "1:4", "1"),
+    ({"replicas": 2, "resources": {"limits": {"nvidia.com/gpu": 8}}}, "2:2", "8"),
+    ({"replicas": 2, "nprocPerNode": 4, "resources": {"limits": {"nvidia.com/gpu": 8}}}, "2:2", "4"),
+])
+def test_torchrun_environment(spec, nnodes, nproc):
+    env = env_of(build_pod(job(spec), 0))
+    assert env["PET_NNODES"] == nnodes and env["PET_NPROC_PER_NODE"] == nproc
+    assert env["PET_RDZV_BACKEND"] == "c10d"
+    assert env["PET_RDZV_ENDPOINT"] == "tiny-worker-0.tiny-workers.team-a.svc:29400"
+    assert env["PET_RDZV_ID"] == UID and env["PET_MAX_RESTARTS"] == "3"
+    assert env["LLMTJ_CONFIG"] == "/etc/llmtj/config.yaml" and env["LLMTJ_RUN_NAME"] == "tiny"
+    assert env["LLMTJ_OUTPUT_DIR"] == "/checkpoints"
+
+
+def test_pod_runs_the_worker_entry_point_non_root_with_graceful_stop():
+    pod = build_pod(job({"terminationGracePeriodSeconds": 300}), 0, restart_count=2)
+    c = pod["spec"]["containers"][0]
+    assert c["command"] == ["llmtj-worker"] and c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["restartPolicy"] == "Never" and pod["spec"]["terminationGracePeriodSeconds"] == 300
+    assert pod["metadata"]["annotations"][names.RESTARTS_ANNOTATION] == "2"
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"config": "/etc/llmtj", "checkpoints": "/checkpoints", "dshm": "/dev/shm"}
+
+
+def test_scheduling_fields_and_user_env_pass_through():
+    pod = build_pod(job({
+        "nodeSelector": {"gpu": "h200"}, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+        "priorityClassName": "high", "schedulerName": "volcano",
+        "env": [{"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}}],
+        "resources": {"limits": {"nvidia.com/gpu": 8, "memory": "200Gi"}},
+    }), 0)
+    spec = pod["spec"]
+    assert spec["nodeSelector"] == {"gpu": "h200"} and spec["priorityClassName"] == "high"
+    assert spec["schedulerName"] == "volcano" and spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+    c = spec["containers"][0]
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": 8, "memory": "200Gi"}
+    assert {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}} in c["env"]
+
+
+def test_pod_template_merges_but_never_changes_identity():
+    pod = build_pod(job({"podTemplate": {
+        "metadata": {"name": "evil", "labels": {"team": "a", names.JOB_LABEL: "other"}, "annotations": {"x": "1"}},
+        "spec": {"containers": [{"name": "trainer", "imagePullPolicy": "Always"}, {"name": "sidecar", "image": "s"}],
+                 "runtimeClassName": "nvidia"},
+    }}), 0)
+    assert pod["metadata"]["name"] == "tiny-worker-0"
+    assert pod["metadata"]["labels"]["team"] == "a" and pod["metadata"]["labels"][names.JOB_LABEL] == "tiny"
+    assert pod["metadata"]["annotations"]["x"] == "1"
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert containers["trainer"]["imagePullPolicy"] == "Always" and containers["trainer"]["command"] == ["llmtj-worker"]
+    assert containers["sidecar"]["image"] == "s" and pod["spec"]["runtimeClassName"] == "nvidia"
+
+
+def test_config_map_and_claim_follow_the_spec():
+    j = job({"config": {"training": {"max_steps": 7}}})
+    assert "max_steps: 7" in build_config_map(j)["data"]["config.yaml"]
+    claim = build_claim(j)
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"] and "ownerReferences" not in claim["metadata"]
+    owned = build_claim(job({"checkpoint": {"deleteWithJob": True, "size": "5Gi", "storageClassName": "fast"}}))
+    assert owned["metadata"]["ownerReferences"] and owned["spec"]["storageClassName"] == "fast"
+    external = job({"checkpoint": {"claimName": "mine"}, "configFrom": {"configMapKeyRef": {"name": "cfg"}}})
+    assert build_claim(external) is None and build_config_map(external) is None
+    vols = {v["name"]: v for v in build_pod(external, 0)["spec"]["volumes"]}
+    assert vols["checkpoints"]["persistentVolumeClaim"]["claimName"] == "mine"
+    assert vols["config"]["configMap"] == {"name": "cfg", "items": [{"key": "config.yaml", "path": "config.yaml"}]}
+
+
+def test_spec_model_refuses_what_the_schema_refuses():
+    with pytest.raises(ValidationError):
+        job({"replicas": 0})
+    with pytest.raises(ValidationError):
+        job({"unknownField": 1})
+
+
+def test_merge_of_named_lists_and_scalars():
+    assert merge({"a": [{"name": "x", "v": 1}]}, {"a": [{"name": "x", "w": 2}]}) == {"a": [{"name": "x", "v": 1,
+                                                                                           "w": 2}]}
+    assert merge({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}

@@ -1,0 +1,108 @@
+"""``llmtj-worker``: the entry point of every trainer pod; checks the config, then runs torchrun on the trainer.
+
+What the operator passes, all optional for a run by hand (``docker run IMAGE``: one process, embedded corpus):
+
+    LLMTJ_CONFIG       trainer YAML (default: the packaged default config)
+    LLMTJ_OUTPUT_DIR   run.output_dir: the checkpoint volume's mount path
+    LLMTJ_RUN_NAME     run.name: the job's name, so that every restart resumes the same run directory
+    PET_*              torchrun's own settings (PET_NNODES=MIN:MAX, PET_NPROC_PER_NODE, PET_RDZV_BACKEND,
+                       PET_RDZV_ENDPOINT, PET_RDZV_ID, PET_MAX_RESTARTS); none given: ``--standalone``
+    LLMTJ_RDZV_WAIT_S  how long to wait for the rendezvous host's name to resolve (default 300)
+
+Extra arguments are dotted config overrides (``training.max_steps=50``). Exit codes: 0 done; 2 bad input, permanent
+(the config is checked before any rendezvous, and a trainer rank's ``error:`` line stops torchrun's retries at
+once); 143 stopped by SIGTERM; anything else a failure worth a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import UserError, run_cli
+from .training.runner import repo_default_config
+
+
+def torchrun_command(env: dict[str, str], overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(torchrun argv, trainer overrides) for this environment; pure, so the tests can check it."""
+    config = env.get("LLMTJ_CONFIG") or repo_default_config()
+    runs = [f"run.output_dir={env['LLMTJ_OUTPUT_DIR']}"] if env.get("LLMTJ_OUTPUT_DIR") else []
+    runs += [f"run.name={env['LLMTJ_RUN_NAME']}"] if env.get("LLMTJ_RUN_NAME") else []
+    trainer_overrides = [*runs, *overrides]
+    launcher = [sys.executable, "-m", "torch.distributed.run"]
+    if not env.get("PET_RDZV_ENDPOINT"):
+        launcher.append("--standalone")
+    args = ["-m", "distributed_llm_trainer.train", "--resume", "auto"]
+    if config:
+        args += ["--config", config]
+    return [*launcher, *args, *trainer_overrides], trainer_overrides
+
+
+def check_config(env: dict[str, str], argv: list[str]) -> list[str]:
+    """The torchrun command, after the trainer accepted the config (a ``UserError`` otherwise)."""
+    from .config import load_config
+
+    cmd, trainer_overrides = torchrun_command(env, argv)
+    load_config(env.get("LLMTJ_CONFIG") or repo_default_config(), trainer_overrides)
+    return cmd
+
+
+def wait_for_rendezvous_host(endpoint: str, timeout_s: float) -> None:
+    """Pods start in any order: the endpoint's DNS name exists only once its pod has an address."""
+    host = endpoint.rsplit(":", 1)[0]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.getaddrinfo(host, None)
+            return
+        except socket.gaierror:
+            if time.monotonic() > deadline:
+                raise UserError("PET_RDZV_ENDPOINT", f"{host} did not resolve within {timeout_s:.0f}s; check the "
+                                "job's headless Service and that worker 0 is scheduled") from None
+            time.sleep(0.5)
+
+
+def supervise(cmd: list[str], error_file: Path) -> int:
+    """Run torchrun; forward SIGTERM/SIGINT; stop it as soon as a rank reports bad input (permanent: exit 2)."""
+    proc = subprocess.Popen(cmd, env={**os.environ, "LLMTJ_ERROR_FILE": str(error_file)})
+
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while proc.poll() is None:
+        if error_file.is_file() and error_file.stat().st_size:
+            proc.terminate()  # torchrun would otherwise restart the group max_restarts times on the same bad input
+            break
+        time.sleep(0.2)
+    code = proc.wait()
+    if error_file.is_file() and error_file.stat().st_size:
+        lines = error_file.read_text(encoding="utf-8").splitlines()
+        print(lines[-1], file=sys.stderr, flush=True)
+        return 2
+    return code
+
+
+def set_threads(env: dict[str, str]) -> None:
+    if env.get("OMP_NUM_THREADS"):
+        return
+    nproc = env.get("PET_NPROC_PER_NODE", "1")
+    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // (int(nproc) if nproc.isdigit() else 1)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    cmd = run_cli(lambda: check_config(dict(os.environ), args))
+    set_threads(os.environ)  # type: ignore[arg-type]
+    endpoint = os.environ.get("PET_RDZV_ENDPOINT")
+    if endpoint:
+        run_cli(lambda: wait_for_rendezvous_host(endpoint, float(os.environ.get("LLMTJ_RDZV_WAIT_S", "300"))))
+    with tempfile.TemporaryDirectory(prefix="llmtj-worker-") as tmp:
+        sys.exit(supervise(cmd, Path(tmp) / "error"))
