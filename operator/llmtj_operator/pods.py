@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 from dataclasses import dataclass
 from typing import Any
 
 from . import names
 
 PERMANENT_EXIT = 2  # the trainer's exit code for bad input: never retried
+EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")  # a traceback's last line
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,26 @@ class PodView:
         return self.phase == "Failed" and self.exit_code == PERMANENT_EXIT
 
     def error_line(self) -> str:
-        """The trainer's ``error:`` line if there is one, else the last line of its output, else the exit code."""
+        """The trainer's ``error:`` line, else the last exception line of its log, else how the process ended."""
         lines = [ln.strip() for ln in self.message.splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("error:")]
         if errors:
             return errors[-1]
-        if lines:
-            return lines[-1][:500]
-        return f"exit code {self.exit_code}" if self.exit_code is not None else f"pod {self.phase.lower()}"
+        exceptions = [ln for ln in lines if EXCEPTION.match(ln)]
+        ending = self.ending()
+        return f"{exceptions[-1][:400]} ({ending})" if exceptions else ending
+
+    def ending(self) -> str:
+        code = self.exit_code
+        if code is None:
+            return f"pod {self.phase.lower()}"
+        if code > 128:
+            try:
+                name = signal.Signals(code - 128).name
+            except ValueError:
+                name = f"signal {code - 128}"
+            return f"exit code {code}: killed by {name}"
+        return f"exit code {code}"
 
     def summary(self) -> dict[str, Any]:
         """The trainer's end-of-run JSON (step, checkpoint, ...) when it left one, else {}."""

@@ -1,7 +1,8 @@
 """Runs one pod's containers as local processes and reports the pod's status, like kubelet's pod worker.
 
-Each container is a process group: `setpriv --pdeathsig KILL unshare --mount --uts sh -c SCRIPT`, where SCRIPT (see
-pod_volumes.container_script) sets the hostname, bind-mounts /etc/hosts and the volumes, then execs the command.
+Each container is a process group: `setpriv --pdeathsig KILL unshare --mount --uts --pid ... sh -c SCRIPT`, where
+SCRIPT (see pod_volumes.container_script) sets the hostname, bind-mounts /etc/hosts and the volumes, then execs
+the command.
 One thread runs the pod (volumes, init containers, then a thread per regular container); another patches status.
 """
 
@@ -47,7 +48,11 @@ from pod_volumes import (
 log = logging.getLogger("node-agent")
 RETRY_S = 2.0  # how often a pod waiting for a volume or a ConfigMap/Secret tries again
 SANDBOX = [shutil.which("setpriv") or "setpriv", "--pdeathsig", "KILL"]  # a dying agent takes its containers along
-UNSHARE = [shutil.which("unshare") or "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c"]
+# A PID namespace per container, as a runtime gives: the command is its PID 1 (it sees SIGTERM only through a handler
+# of its own, as in a real container), and when PID 1 dies the kernel kills every process left inside, including
+# those that started sessions of their own (torchrun's ranks), so a killed pod leaves nothing running.
+UNSHARE = [shutil.which("unshare") or "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child",
+           "--mount-proc", "--propagation", "private", "sh", "-c"]
 
 
 @dataclass

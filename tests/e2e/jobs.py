@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .conftest import EXAMPLE
+from .conftest import EXAMPLE, OPERATOR_NS
 
 
 def example(name: str = "tiny", **spec: Any) -> dict[str, Any]:
@@ -81,3 +85,25 @@ def poll(predicate, timeout: float = 60, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def sa_kubeconfig(cluster, path: Path) -> Path:
+    """A kubeconfig with the operator ServiceAccount's token: the local operator gets exactly the RBAC it ships with."""
+    token = cluster.kubectl("create", "token", "llm-training-operator", "-n", OPERATOR_NS, "--duration=1h",
+                            check=True).stdout.strip()
+    ca = cluster.dir / "pki" / "ca.crt"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "op",
+        "clusters": [{"name": "tb", "cluster": {"server": cluster.server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "op", "user": {"token": token}}],
+        "contexts": [{"name": "op", "context": {"cluster": "tb", "user": "op"}}],
+    }))
+    return path
+
+
+def start_local_operator(kubeconfig: Path, log: Path, **env: str) -> subprocess.Popen:
+    exe = shutil.which("llmtj-operator", path=os.path.dirname(sys.executable)) or "llmtj-operator"
+    full = {**os.environ, "KUBECONFIG": str(kubeconfig), "LLMTJ_RESYNC_SECONDS": "2", **env}
+    full.pop("KUBERNETES_SERVICE_HOST", None)
+    return subprocess.Popen([exe, "--all-namespaces", "--health", "http://127.0.0.1:0/healthz"], env=full,
+                            stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)

@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from .conftest import CRD, OPERATOR_NS, operator_pod
-from .jobs import example, get_job, pods, poll, wait_phase
+from .jobs import example, get_job, pods, poll, sa_kubeconfig, start_local_operator, wait_phase
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
-
-def sa_kubeconfig(cluster, path: Path) -> Path:
-    """A kubeconfig with the operator ServiceAccount's token: the local operator gets exactly the RBAC it ships with."""
-    token = cluster.kubectl("create", "token", "llm-training-operator", "-n", OPERATOR_NS, "--duration=1h",
-                            check=True).stdout.strip()
-    ca = cluster.dir / "pki" / "ca.crt"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "op",
-        "clusters": [{"name": "tb", "cluster": {"server": cluster.server, "certificate-authority": str(ca)}}],
-        "users": [{"name": "op", "user": {"token": token}}],
-        "contexts": [{"name": "op", "context": {"cluster": "tb", "user": "op"}}],
-    }))
-    return path
-
-
-def start_local_operator(kubeconfig: Path, log: Path, **env: str) -> subprocess.Popen:
-    exe = shutil.which("llmtj-operator", path=os.path.dirname(sys.executable)) or "llmtj-operator"
-    full = {**os.environ, "KUBECONFIG": str(kubeconfig), "LLMTJ_RESYNC_SECONDS": "2", **env}
-    full.pop("KUBERNETES_SERVICE_HOST", None)
-    return subprocess.Popen([exe, "--all-namespaces", "--health", "http://127.0.0.1:0/healthz"], env=full,
-                            stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.fixture

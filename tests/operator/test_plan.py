@@ -106,3 +106,14 @@ def test_condition_transition_time_moves_only_on_flips():
     flipped = cond.upsert(same, "Running", False, "C", "", "t3", 2)
     assert same[0]["lastTransitionTime"] == "t1" and same[0]["reason"] == "B"
     assert flipped[0]["lastTransitionTime"] == "t3" and flipped[0]["observedGeneration"] == 2
+
+
+def test_error_line_prefers_the_trainers_line_then_the_exception_then_the_signal():
+    def line(code, msg):
+        return view(pod(1, "Failed", ready=False, exit_code=code, message=msg)).error_line()
+
+    assert line(2, "noise\nerror: data.path: no files match; fix the glob\nmore") == \
+        "error: data.path: no files match; fix the glob"
+    assert line(1, "Traceback\n  File x\ntorch.distributed.DistStoreError: wait timeout\nwarning: x\n") == \
+        "torch.distributed.DistStoreError: wait timeout (exit code 1)"
+    assert line(137, "/x.py:1: FutureWarning: deprecated\n") == "exit code 137: killed by SIGKILL"
