@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import kopf
@@ -11,12 +12,14 @@ import kopf
 from . import names
 from .api import GROUP, PLURAL, VERSION
 from .kube import Kube, load_config
-from .reconcile import reconcile
+from .reconcile import forget, reconcile
 
 log = logging.getLogger(__name__)
 DEFAULT_IMAGE = "ghcr.io/distributed-llm-trainer/trainer:0.1.0"
 RESYNC_SECONDS = float(os.environ.get("LLMTJ_RESYNC_SECONDS", "5"))
+HEAL_SECONDS = 60.0  # how often the timer also re-applies existing children (a Service deleted by hand comes back)
 _kube: Kube | None = None
+_healed: dict[tuple[str, str], float] = {}
 
 
 def kube() -> Kube:
@@ -42,9 +45,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube()
 
 
-def _run(namespace: str | None, name: str | None) -> None:
+def _run(namespace: str | None, name: str | None, resync: bool = False) -> None:
     if namespace and name:
-        reconcile(kube(), namespace, name, default_image())
+        reconcile(kube(), namespace, name, default_image(), resync=resync)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -56,8 +59,19 @@ def job_changed(namespace: str, name: str, **_: Any) -> None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 def resync(namespace: str, name: str, **_: Any) -> None:
-    """Deadlines, TTLs and anything a missed watch event hid."""
-    _run(namespace, name)
+    """Deadlines, TTLs, children deleted by hand and anything a missed watch event hid."""
+    now = time.monotonic()
+    heal = now - _healed.get((namespace, name), 0.0) > HEAL_SECONDS
+    if heal:
+        _healed[(namespace, name)] = now
+    _run(namespace, name, resync=heal)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def job_deleted(namespace: str, name: str, **_: Any) -> None:
+    """Only forgets the job's bookkeeping (optional: no finalizer; the garbage collector removes the children)."""
+    _healed.pop((namespace, name), None)
+    forget(namespace, name)
 
 
 @kopf.on.event("v1", "pods", labels={names.JOB_LABEL: kopf.PRESENT})

@@ -105,8 +105,11 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
             result.delete.append(p.name)
             result.events.append(("Warning", "WorkerFailed", f"{p.name} failed: {p.error_line()}; replacing it"))
     missing = [i for i in range(desired) if i not in by_index]
+    resuming = st.get("phase") == "Suspended"  # pods stopped on purpose come back without counting as restarts
+    if resuming and any(p.deleting for p in pods):
+        return result  # still Suspended until the stopped pods are gone
     for i in missing:
-        if started:  # a replacement: counts against backoffLimit
+        if started and not resuming:  # a replacement: counts against backoffLimit
             if restarts + 1 > spec.backoff_limit:
                 return _finish(result, "Failed", "BackoffLimitExceeded",
                                f"{restarts} restarts used up backoffLimit={spec.backoff_limit}; last error: "
@@ -114,13 +117,13 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
             restarts += 1
             result.create.append((i, restarts))
         else:
-            result.create.append((i, 0))
+            result.create.append((i, restarts))
     st["restartCount"] = restarts
     if result.create and not started:
         st["startTime"] = stamp
     if not started and not result.create and pods:
         st["startTime"] = stamp  # the pods existed before this operator saw them (restart mid-creation)
-    replacing = bool(result.delete or (missing and started) or any(p.deleting for p in pods))
+    replacing = bool(result.delete or (missing and started and not resuming) or any(p.deleting for p in pods))
     if replacing:
         return _finish(result, "Restarting", "ReplacingWorkers", st.get("lastError") or "replacing worker pods",
                        stamp, generation, pods)

@@ -91,12 +91,19 @@ def _expired(status: dict[str, Any], spec: JobSpec, now: datetime) -> bool:
     return now >= finished + timedelta(seconds=spec.ttl_seconds_after_finished)
 
 
-def reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime | None = None) -> None:
+def reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime | None = None,
+              resync: bool = False) -> None:
+    """``resync`` (the periodic timer) also re-applies children that exist already, healing ones deleted by hand;
+    pod events skip that once the children were made for this generation."""
     with _locks[(namespace, name)]:
-        _reconcile(kube, namespace, name, default_image, now or datetime.now(timezone.utc))
+        _reconcile(kube, namespace, name, default_image, now or datetime.now(timezone.utc), resync)
 
 
-def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime) -> None:
+def forget(namespace: str, name: str) -> None:
+    _locks.pop((namespace, name), None)
+
+
+def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime, resync: bool) -> None:
     body = kube.get_job(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return  # gone or going: the garbage collector stops the pods (SIGTERM, grace period) and removes children
@@ -113,14 +120,15 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
         return
     job = Job(name=name, namespace=namespace, uid=meta["uid"], spec=spec, image=spec.image or default_image)
     active = status.get("phase") not in TERMINAL and not spec.suspend
-    if active:
+    created = cond.is_true(status.get("conditions") or [], "Created")
+    if active and (resync or not created or status.get("observedGeneration") != meta.get("generation")):
         try:
             check_references(kube, job)
         except Rejected as err:
             _reject(kube, body, status, err, now)
             return
         ensure_children(kube, job)
-        if not cond.is_true(status.get("conditions") or [], "Created"):
+        if not created:
             status = {**status, "conditions": cond.upsert(status.get("conditions") or [], "Created", True,
                                                           "ChildrenCreated", "Service, ConfigMap and claim exist",
                                                           timestamp(now), meta.get("generation"))}

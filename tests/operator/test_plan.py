@@ -91,8 +91,11 @@ def test_terminal_phases_are_sticky():
 def test_suspend_deletes_pods_and_resume_recreates_them():
     p = run({"replicas": 2, "suspend": True}, STARTED, [pod(0), pod(1)])
     assert sorted(p.delete) == ["tiny-worker-0", "tiny-worker-1"] and p.status["phase"] == "Suspended"
-    again = run({"replicas": 2}, p.status, [])
-    assert [i for i, _ in again.create] == [0, 1]
+    waiting = run({"replicas": 2}, p.status, [pod(0, deleting=True)])
+    assert waiting.create == [] and waiting.status["phase"] == "Suspended"
+    again = run({"replicas": 2}, {**p.status, "restartCount": 1}, [])
+    assert again.create == [(0, 1), (1, 1)] and again.status["restartCount"] == 1  # resuming is not a restart
+    assert again.status["phase"] == "Pending"
 
 
 def test_active_deadline_fails_the_job():

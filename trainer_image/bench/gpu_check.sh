@@ -33,11 +33,14 @@
 # wheels come carried in .whl/ (git-ignored), as does tinyshakespeare.txt (or set SHAKESPEARE=path).
 # GPU_CHECK_SMOKE=1 runs the same steps tiny on a CPU (checks this script, not the GPU).
 set -o pipefail
+# Carried files (.whl/, shared/) sit at the repository root; the trainer's scripts and configs under trainer_image/.
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT/trainer_image" || exit 1
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false  # bytecode caching on: whole-process times as users see them
-if ls .whl/*.whl >/dev/null 2>&1 && [ -z "$GPU_CHECK_SMOKE" ]; then
-  python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl \
+if ls "$ROOT"/.whl/*.whl >/dev/null 2>&1 && [ -z "$GPU_CHECK_SMOKE" ]; then
+  python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site "$ROOT"/.whl/*.whl \
     && export PYTHONPATH=/tmp/site:$PWD/src
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -47,8 +50,8 @@ BUDGET_S=${BUDGET_S:-470}     # the whole script, machine start-up not included
 SHK_RESERVE_S=${SHK_RESERVE_S:-190}  # kept for the shakespeare run
 CACHE=/tmp/dlt-gpu-check-cache
 SHK=${SHAKESPEARE:-}
-for f in .whl/tinyshakespeare.txt shared/data/tinyshakespeare.txt ../shared/data/tinyshakespeare.txt; do
-  [ -z "$SHK" ] && [ -f "$f" ] && SHK=$PWD/$f
+for f in "$ROOT"/.whl/tinyshakespeare.txt "$ROOT"/shared/data/tinyshakespeare.txt "$ROOT"/../shared/data/tinyshakespeare.txt; do
+  [ -z "$SHK" ] && [ -f "$f" ] && SHK=$f
 done
 
 ATTN=cudnn
@@ -161,8 +164,8 @@ EOF
 fi
 SHK_RESERVE_S=0  # spent
 
-step gputests 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/model/test_gpu.py \
-  tests/training/test_gpu_strategies.py
+step gputests 150 python3 -m pytest -q -p no:cacheprovider -m gpu "$ROOT"/tests/trainer/model/test_gpu.py \
+  "$ROOT"/tests/trainer/training/test_gpu_strategies.py
 wanted gputests && [ -f "$OUT/gputests.jsonl" ] && tail -4 "$OUT/gputests.jsonl"
 variant model_coord "$COORD" "model.attention_backend=$ATTN"
 variant model_cg "" "model.attention_backend=$ATTN" model.compile_mode=reduce-overhead

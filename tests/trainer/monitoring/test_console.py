@@ -64,6 +64,22 @@ def test_progress_prints_plain_lines_when_not_a_terminal() -> None:
     assert "loss 3.2500  val 3.5000  12,345 tok/s  eta" in lines[0] and "final val 3.5000" in lines[-1]
 
 
+def test_progress_shows_the_validation_loss_before_training() -> None:
+    console, buf = captured(terminal=False)
+    metrics = TrainMetrics(5, 100, 1.0, 1)
+    metrics.history = [{"train/loss": 3.25, "perf/tokens_per_s": 12345.0}]
+    progress = LiveProgress(console.rich, 10, 5)
+    trainer = SimpleNamespace(global_step=0, callbacks=[metrics], sanity_checking=False,
+                              lightning_module=SimpleNamespace(initial_val_loss=5.5))
+    progress.on_train_start(trainer, None)
+    for step in range(1, 6):
+        trainer.global_step = step
+        progress.on_train_batch_end(trainer, None)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "step 0/10  val 5.5000 (before training)"
+    assert "loss 3.2500  val 5.5000" in lines[1]  # until the first evaluation, the starting value
+
+
 def test_progress_bar_on_a_terminal() -> None:
     console, buf = captured(terminal=True)
     progress = LiveProgress(console.rich, 10, 5)

@@ -14,6 +14,11 @@ import lightning as L
 from .metrics import TrainMetrics, is_log_step
 
 
+def _initial_val_loss(trainer: L.Trainer) -> float | None:
+    """The validation loss before any update (the module computes it when training starts)."""
+    return getattr(getattr(trainer, "lightning_module", None), "initial_val_loss", None)
+
+
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "-:--:--"
@@ -58,7 +63,7 @@ class LiveProgress(L.Callback):
     def _info(self, trainer: L.Trainer) -> str:
         row, val = self._metrics(trainer)
         if val is None:  # before the first evaluation: the loss before any update, so the fall shows from the start
-            val = getattr(trainer.lightning_module, "initial_val_loss", None)
+            val = _initial_val_loss(trainer)
         info = []
         if "train/loss" in row:
             info.append(f"loss {row['train/loss']:.4f}")
@@ -77,7 +82,7 @@ class LiveProgress(L.Callback):
     def _show(self, trainer: L.Trainer) -> None:
         step = trainer.global_step
         if self._plain:
-            initial = getattr(trainer.lightning_module, "initial_val_loss", None)
+            initial = _initial_val_loss(trainer)
             if self._start is not None and self._start[1] == 0 and not self._said_start and initial is not None:
                 self._said_start = True
                 self.console.print(f"step 0/{self.total:,}  val {initial:.4f} (before training)", soft_wrap=True,
