@@ -1,6 +1,6 @@
 """Platform latency and footprint on the test bed; prints one JSON object.
 
-    .venv/bin/python bench/platform.py [--dir /tmp/llmtj-bench] [--jobs 20] [--rss-jobs 50]
+    .venv/bin/python bench/platform_latency.py [--dir /tmp/llmtj-bench] [--jobs 20] [--rss-jobs 50]
 
 - ``create_to_pods_s``: job created -> all its worker pods exist (2 pods each; the pods cannot be scheduled, by a
   node selector, so that only the operator's side is timed), p50/p95 over ``--jobs`` jobs, created one at a time.
@@ -114,7 +114,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=20)
     p.add_argument("--rss-jobs", type=int, default=50)
     a = p.parse_args()
-    cluster = start(Path(a.dir), nodes=2, gpus_per_node=0)
+    cluster = start(Path(a.dir), nodes=2, gpus_per_node=2)
     cluster.kubectl("apply", "-f", str(ROOT / "manifests"), check=True)
     cluster.kubectl("scale", "deploy/llm-training-operator", "-n", "llmtj-system", "--replicas=0", check=True)
     cluster.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", check=True)
