@@ -12,11 +12,13 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from . import conditions as cond
 from . import faults, names
 from .api import JobSpec
+from .checks import batch_problem
 from .kube import Kube
 from .plan import TERMINAL, plan, timestamp
 from .pods import view
@@ -43,8 +45,17 @@ def parse_spec(body: dict[str, Any]) -> JobSpec:
         raise Rejected("InvalidSpec", f"spec.{where}: {first['msg']}; fix the field and re-apply the job") from None
 
 
-def check_references(kube: Kube, job: Job) -> None:
-    """What only the cluster can answer: the ConfigMap and claim a job names must exist before anything is made."""
+def _yaml_mapping(text: str) -> dict[str, Any] | None:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else ({} if data is None else None)
+
+
+def check_inputs(kube: Kube, job: Job) -> None:
+    """What only the cluster or the job's shape can answer, before anything is made: the ConfigMap and claim a job
+    names exist, and its config keeps its global batch at every world size the job may run at."""
     ref = job.spec.config_from.config_map_key_ref if job.spec.config_from else None
     if ref is not None:
         cm = kube.read_config_map(job.namespace, ref.name)
@@ -54,6 +65,15 @@ def check_references(kube: Kube, job: Job) -> None:
         if ref.key not in (cm.get("data") or {}):
             raise Rejected("ConfigNotFound", f"spec.configFrom: ConfigMap {ref.name} has no key {ref.key}; "
                            f"keys: {', '.join(sorted(cm.get('data') or {})) or 'none'}")
+        config = _yaml_mapping(cm["data"][ref.key])
+        if config is None:
+            raise Rejected("InvalidConfig", f"spec.configFrom: key {ref.key} of ConfigMap {ref.name} is not a YAML "
+                           "mapping of trainer config sections; fix its content")
+    else:
+        config = job.spec.config or {}
+    problem = batch_problem(job.spec, config)
+    if problem:
+        raise Rejected("InvalidConfig", problem)
     claim = job.spec.checkpoint.claim_name
     if claim and not kube.claim_exists(job.namespace, claim):
         raise Rejected("ClaimNotFound", f"spec.checkpoint.claimName: PersistentVolumeClaim {claim} not found in "
@@ -123,7 +143,7 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
     created = cond.is_true(status.get("conditions") or [], "Created")
     if active and (resync or not created or status.get("observedGeneration") != meta.get("generation")):
         try:
-            check_references(kube, job)
+            check_inputs(kube, job)
         except Rejected as err:
             _reject(kube, body, status, err, now)
             return

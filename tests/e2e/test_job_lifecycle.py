@@ -69,11 +69,15 @@ def test_bad_trainer_config_fails_at_once_with_its_error_line(operator, namespac
     ({"checkpoint": {"claimName": "does-not-exist"}}, "ClaimNotFound", ["does-not-exist", "create it"]),
     ({"config": None, "configFrom": {"configMapKeyRef": {"name": "nocm"}}}, "ConfigNotFound", ["nocm", "create it"]),
     ({"config": None, "configFrom": {"configMapKeyRef": {"name": "cm", "key": "train.yaml"}}}, "ConfigNotFound",
-     ["has no key train.yaml", "keys: config.yaml"]),
-], ids=["claim", "configmap", "key"])
+     ["has no key train.yaml", "keys: config.yaml, list.yaml"]),
+    ({"replicas": 3, "elastic": {"minReplicas": 1, "maxReplicas": 3}}, "InvalidConfig",
+     ["global_batch_size: 8 is not a multiple of batch_size 4", "3 pods x 1 = 3"]),
+    ({"config": None, "configFrom": {"configMapKeyRef": {"name": "cm", "key": "list.yaml"}}}, "InvalidConfig",
+     ["not a YAML mapping"]),
+], ids=["claim", "configmap", "key", "batch", "notyaml"])
 def test_missing_references_are_refused_and_nothing_is_created(operator, namespace, change, reason, words):
     operator.kubectl("create", "configmap", "cm", "-n", namespace, "--from-literal=config.yaml=training: {}",
-                     check=True)
+                     "--from-literal=list.yaml=- a list", check=True)
     job = yaml.safe_load(EXAMPLE.read_text())
     job["metadata"]["name"] = "noref"
     job["spec"].update(change)

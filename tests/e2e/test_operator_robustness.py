@@ -39,7 +39,7 @@ def local_operator(operator, tmp_path):
 def test_operator_killed_mid_creation_makes_no_duplicates(operator, local_operator, namespace, tmp_path):
     first = local_operator(LLMTJ_CRASH_AFTER="pod-create:1")  # dies right after creating worker 0
     job = example("crashy", replicas=3, elastic={"minReplicas": 1, "maxReplicas": 3}, rendezvousPort=29411)
-    job["spec"]["config"]["training"].update(max_steps=4, global_batch_size=12)  # 4 x 3 workers
+    job["spec"]["config"]["training"].update(max_steps=4, global_batch_size=24)  # divisible at 1, 2 and 3 workers
     operator.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(job), check=True)
     assert first.wait(timeout=60) == 137, (tmp_path / "operator.log").read_text()[-3000:]
     assert [p["metadata"]["name"] for p in pods(operator, namespace)] == ["crashy-worker-0"]
