@@ -60,7 +60,10 @@ def commands(d: Path, bins: Path, p: pki.Pki, ports: dict[str, int]) -> dict[str
 
 
 def node_command(d: Path, i: int, gpus: int, api_port: int) -> list[str]:
+    """Pods get 127.<b>.<10+i>.x: <b> comes from the API server's port, so two test beds on one machine (a person's
+    and a test run's) hand out different pod addresses, as the pods of both share the machine's network."""
     name = f"node-{i}"
+    prefix = f"127.{1 + api_port % 250}.{10 + i}"
     return [sys.executable, str(HERE / "node_agent.py"), "--kubeconfig", str(d / "kubeconfig"), "--node", name,
-            "--dir", str(d / "nodes" / name), "--ip-prefix", f"127.0.{10 + i}", "--cpu", "8", "--memory", "32Gi",
+            "--dir", str(d / "nodes" / name), "--ip-prefix", prefix, "--cpu", "8", "--memory", "32Gi",
             "--gpus", str(gpus), "--api-host", "127.0.0.1", "--api-port", str(api_port)]

@@ -101,9 +101,10 @@ def sa_kubeconfig(cluster, path: Path) -> Path:
     return path
 
 
-def start_local_operator(kubeconfig: Path, log: Path, **env: str) -> subprocess.Popen:
+def start_local_operator(kubeconfig: Path, log: Path, scope: tuple[str, ...] = ("--all-namespaces",),
+                         **env: str) -> subprocess.Popen:
     exe = shutil.which("llmtj-operator", path=os.path.dirname(sys.executable)) or "llmtj-operator"
     full = {**os.environ, "KUBECONFIG": str(kubeconfig), "LLMTJ_RESYNC_SECONDS": "2", **env}
     full.pop("KUBERNETES_SERVICE_HOST", None)
-    return subprocess.Popen([exe, "--all-namespaces", "--health", "http://127.0.0.1:0/healthz"], env=full,
+    return subprocess.Popen([exe, *scope, "--health", "http://127.0.0.1:0/healthz"], env=full,
                             stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)

@@ -23,8 +23,9 @@ def local_operator(operator, tmp_path):
     kubeconfig = sa_kubeconfig(operator, tmp_path / "operator.kubeconfig")
     procs: list[subprocess.Popen] = []
 
-    def start(**env: str) -> subprocess.Popen:
-        procs.append(start_local_operator(kubeconfig, tmp_path / "operator.log", **env))
+    def start(*scope: str, **env: str) -> subprocess.Popen:
+        procs.append(start_local_operator(kubeconfig, tmp_path / "operator.log", scope or ("--all-namespaces",),
+                                          **env))
         return procs[-1]
 
     yield start
@@ -45,7 +46,7 @@ def test_operator_killed_mid_creation_makes_no_duplicates(operator, local_operat
     assert [p["metadata"]["name"] for p in pods(operator, namespace)] == ["crashy-worker-0"]
     status = (get_job(operator, namespace, "crashy") or {}).get("status") or {}
     assert "startTime" not in status  # killed before it wrote any status
-    local_operator()
+    local_operator("--namespace", namespace)  # this time watching a list of namespaces, not all
     assert poll(lambda: len(pods(operator, namespace)) == 3, timeout=60)
     names = sorted(p["metadata"]["name"] for p in pods(operator, namespace))
     uids = {p["metadata"]["uid"] for p in pods(operator, namespace)}
