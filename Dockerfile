@@ -12,6 +12,10 @@ ARG BASE=debian:bookworm-slim
 
 FROM ${BASE} AS python
 ARG DEBIAN_FRONTEND=noninteractive
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="https://github.com/distributed-llm-trainer/distributed_llm_trainer" \
+      org.opencontainers.image.licenses="Apache-2.0"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3=3.11.2-1+b1 python3-venv=3.11.2-1+b1 \
  && rm -rf /var/lib/apt/lists/* \
@@ -29,12 +33,8 @@ COPY operator/requirements.lock /tmp/operator.lock
 RUN pip install --no-deps -r /tmp/operator.lock
 
 FROM operator-deps AS operator
-ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="llm-training-operator" \
-      org.opencontainers.image.description="Kubernetes operator for LLMTrainingJob: elastic torchrun pod groups" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="https://github.com/distributed-llm-trainer/distributed_llm_trainer" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Kubernetes operator for LLMTrainingJob: elastic torchrun pod groups"
 ARG PIP_CERT
 COPY operator/ /opt/llmtj/operator/
 RUN pip install --no-deps /opt/llmtj/operator
@@ -48,12 +48,8 @@ COPY trainer_image/requirements.lock /tmp/trainer.lock
 RUN pip install --no-deps -r /tmp/trainer.lock
 
 FROM trainer-deps AS trainer
-ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="llm-trainer" \
-      org.opencontainers.image.description="The distributed_llm_trainer trainer (PyTorch Lightning) and llmtj-worker" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="https://github.com/distributed-llm-trainer/distributed_llm_trainer" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="The distributed_llm_trainer trainer (PyTorch Lightning) and llmtj-worker"
 ARG PIP_CERT
 COPY trainer_image/ /opt/llmtj/trainer_image/
 # Editable: the packaged configs (config/default.yaml) stay where the trainer looks for them, beside src/.
