@@ -57,6 +57,7 @@ def _finish(plan: Plan, phase: str, reason: str, message: str, now: str, gen: in
     st["conditions"] = cond.for_phase(st.get("conditions") or [], phase, reason, message, now, gen)
     if phase in TERMINAL:
         st.setdefault("completionTime", now)
+        plan.create = []  # nothing new for a finished job, also what this pass had planned before it failed
         plan.delete = [p.name for p in pods if not p.terminal and not p.deleting]
     if old_phase != phase:
         kind = "Warning" if phase == "Failed" else "Normal"
@@ -115,14 +116,10 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
                                f"{restarts} restarts used up backoffLimit={spec.backoff_limit}; last error: "
                                f"{st.get('lastError') or 'a worker pod disappeared'}", stamp, generation, pods)
             restarts += 1
-            result.create.append((i, restarts))
-        else:
-            result.create.append((i, restarts))
+        result.create.append((i, restarts))
     st["restartCount"] = restarts
-    if result.create and not started:
+    if not started and (result.create or pods):  # pods may predate this operator (restarted mid-creation)
         st["startTime"] = stamp
-    if not started and not result.create and pods:
-        st["startTime"] = stamp  # the pods existed before this operator saw them (restart mid-creation)
     replacing = bool(result.delete or (missing and started and not resuming) or any(p.deleting for p in pods))
     if replacing:
         return _finish(result, "Restarting", "ReplacingWorkers", st.get("lastError") or "replacing worker pods",

@@ -59,6 +59,12 @@ def test_backoff_limit_exhausted_fails_with_the_last_error():
     assert p.events[-1][0] == "Warning"
 
 
+def test_backoff_reached_midway_creates_nothing():
+    status = {**STARTED, "restartCount": 2}
+    p = run({"replicas": 3, "backoffLimit": 3}, status, [pod(0)])  # two missing, one restart left
+    assert p.status["phase"] == "Failed" and p.create == [] and p.delete == ["tiny-worker-0"]
+
+
 def test_exit_code_2_is_permanent_with_the_trainer_error_line():
     log = "loading config\nerror: model.num_attention_heads: 5 does not divide hidden_size 64; choose heads\n"
     p = run({"replicas": 2}, STARTED, [pod(0), pod(1, "Failed", ready=False, exit_code=2, message=log)])
