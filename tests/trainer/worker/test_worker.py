@@ -76,3 +76,14 @@ def test_a_run_by_hand_trains_and_leaves_the_termination_message(tmp_path):
                            capture_output=True, text=True, timeout=240)  # a restarted pod resumes the same run
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(msg.read_text())["step"] == 8
+
+
+def test_checkpoint_folder_that_cannot_be_written_is_a_permanent_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the checkpoint volume should be")
+    env = {**os.environ, "LLMTJ_CONFIG": DEBUG, "LLMTJ_OUTPUT_DIR": str(blocker / "ckpt"), "LLMTJ_RUN_NAME": "ro",
+           "PET_MAX_RESTARTS": "3", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([worker(), *FAST], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # no restart loop: the operator reads exit 2 as permanent
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: run.output_dir") and "writ" in last, last
