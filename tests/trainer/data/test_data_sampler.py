@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from distributed_llm_trainer.data.sampler import ShardedSampler, _rank_slices, val_keys
+from distributed_llm_trainer.data.sampler import ShardedSampler, _rank_slices, val_batches
 
 
 def _epoch(n: int, world: int, batch: int, epoch: int, **kw) -> list[list[int]]:
@@ -89,14 +88,84 @@ def test_restore_at_epoch_end_continues_with_the_next_epoch() -> None:
     for announced in (0, 1):  # Lightning may call set_epoch(e + 1) before or after building the iterator
         s = ShardedSampler(10, 4, seed=5)
         s.set_epoch(announced)
-        s.load_state_dict({"epoch": 0, "position": 10})
-        assert s.state_dict() == {"epoch": 0, "position": 10}
+        s.load_state_dict({"epoch": 0, "position": 10})  # a state saved before ``consumed`` existed
+        assert s.state_dict()["epoch"] == 0 and s.state_dict()["consumed"] == 10
         assert list(s) == list(ref) and s.epoch == 1
 
 
-def test_val_keys_pad_by_wrapping() -> None:
-    shards = [val_keys(5, r, 3, stride=10) for r in range(3)]
-    assert [len(s) for s in shards] == [2, 2, 2]
-    assert {k for s in shards for k in s} == {0, 10, 20, 30, 40}
-    assert val_keys(1, 2, 3) == [0]  # a tiny val split still gives every rank one batch
-    assert np.array_equal(val_keys(4, 0, 1), [0, 1, 2, 3])
+def _steps(n: int, world: int, batch: int, global_batch: int, steps: int, state: dict | None,
+           epoch: int = 0) -> tuple[list[int], dict]:
+    """Keys all ranks of ``world`` read in ``steps`` optimizer steps after ``state``, and rank 0's state then."""
+    accumulation = global_batch // (batch * world)
+    read: list[int] = []
+    state0: dict = {}
+    for rank in range(world):
+        s = ShardedSampler(n, batch, rank=rank, world_size=world, seed=7)
+        s.set_epoch(epoch)
+        if state is not None:
+            s.load_state_dict(state)
+        it = iter(s)
+        for _ in range(steps * accumulation * batch):
+            read.append(next(it))
+        if rank == 0:
+            state0 = s.state_dict()
+    return read, state0
+
+
+@pytest.mark.parametrize("worlds", [(2, 3, 1), (1, 3, 2), (3, 1, 3)])
+def test_resume_on_another_world_reads_every_window_once(worlds: tuple[int, int, int]) -> None:
+    """2 -> 3 -> 1 ranks with the global batch fixed: the windows read are exactly an uninterrupted run's."""
+    n, batch, global_batch = 200, 2, 12  # 16 full steps per epoch on any of the worlds
+    plan = [3, 5, 4]  # steps run by each world
+    ref, _ = _steps(n, 1, batch, global_batch, sum(plan), None)
+    got: list[int] = []
+    state = None
+    for world, steps in zip(worlds, plan, strict=True):
+        read, state = _steps(n, world, batch, global_batch, steps, state)
+        got += read
+        assert state["consumed"] == len(got) and state["world_size"] == world
+    assert sorted(got) == sorted(ref) and len(set(got)) == len(got)
+
+
+def test_len_and_position_count_the_consumed_prefix() -> None:
+    """Lightning's batch counters see the epoch as if the new world had run all of it."""
+    full = ShardedSampler(100, 2, rank=1, world_size=3, seed=1)
+    _, state = _steps(100, 2, 2, 12, 2, None)  # 24 items consumed by 2 ranks
+    s = ShardedSampler(100, 2, rank=1, world_size=3, seed=1)
+    s.load_state_dict(state)
+    assert len(s) == len(full)
+    it = iter(s)
+    next(it)
+    assert s.position == 24 // 3 + 1 and s.consumed() == 24 + 3  # rank 1's share of the prefix, then one more item
+    assert len(list(it)) == len(s) - 24 // 3 - 1
+
+
+def test_world_change_at_an_epoch_end_starts_the_next_epoch_whole() -> None:
+    n, batch = 30, 2  # one rank: 30 items; three ranks: 5 rounds of 6
+    s = ShardedSampler(n, batch, seed=2)
+    list(s)
+    state = s.state_dict()
+    assert state["consumed"] == n
+    epoch1 = []
+    for rank in range(3):
+        t = ShardedSampler(n, batch, rank=rank, world_size=3, seed=2)
+        t.load_state_dict(state)
+        epoch1 += list(t)
+        assert t.epoch == 1
+    assert sorted(epoch1) == list(range(n))
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.parametrize(("n", "limit"), [(40, 5), (9, 5), (5, 5), (1, 3), (40, 1)])
+def test_val_batches_count_a_single_process_batches_on_any_world(world: int, n: int, limit: int) -> None:
+    single, counted1 = val_batches(n, 0, 1, 4, limit, stride=10)
+    assert single[:counted1] == [[10 * i for i in range(b * 4, min(b * 4 + 4, n))] for b in range(counted1)]
+    shards = [val_batches(n, r, world, 4, limit, stride=10) for r in range(world)]
+    assert len({len(b) for b, _ in shards}) == 1  # every rank runs as many batches (FSDP collectives)
+    counted = sorted(tuple(batch) for b, c in shards for batch in b[:c])
+    assert counted == sorted(tuple(batch) for batch in single[:counted1])  # the same val set, batch for batch
+
+
+def test_a_tiny_val_split_still_gives_every_rank_a_batch() -> None:
+    assert val_batches(1, 2, 3, 4, 10) == ([[0]], 0)
+    assert val_batches(0, 0, 2, 4, 10) == ([], 0)

@@ -125,7 +125,8 @@ class TrainingConfig(Section):
         8, description="Micro-batch per device; auto: the fastest that fits on one CUDA GPU (searched), 8 on CPU."
     )
     global_batch_size: int | None = Field(
-        None, gt=0, description="Samples per optimizer step over all devices; accumulation is derived from it."
+        None, gt=0, description="Samples per optimizer step over all devices; accumulation is derived from it. "
+        "Unset: batch_size x the world size the run started with, kept when it resumes on another world size."
     )
     learning_rate: float = Field(6e-4, gt=0, description="Peak learning rate after warmup.")
     min_lr: float = Field(6e-5, ge=0, description="Learning rate at the end of cosine decay.")

@@ -20,7 +20,7 @@ from ..config.schema import Config
 from ..errors import UserError
 from .geometry import window_grid
 from .pipeline import PreparedData
-from .sampler import ShardedSampler, val_keys
+from .sampler import ShardedSampler, val_batches
 from .windows import PackedWindows, PaddedDocuments, passthrough
 
 
@@ -40,6 +40,7 @@ class TokenDataModule(L.LightningDataModule):
         self.seq_len = cfg.data.seq_len
         self._train_sampler: ShardedSampler | None = None
         self._skip_items = 0
+        self.val_counted = 0  # set by val_dataloader
 
     # -- topology ---------------------------------------------------------------------------------------
     def _topology(self) -> tuple[int, int]:
@@ -133,21 +134,19 @@ class TokenDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader | list:
-        """Deterministic, equal batch count on every rank; ``[]`` when there is no validation split."""
+        """Equal batch count on every rank; ``[]`` when there is no validation split.
+
+        Sets ``val_counted``: this rank's leading batches that count toward the val loss (the rest only keep the
+        ranks' batch counts equal), so the loss is over the same windows on any world size.
+        """
         rank, world = self._topology()
         ds, n, stride, _ = self._dataset("val")
-        if n == 0:
+        batches, self.val_counted = val_batches(n, rank, world, self._batch_size(), self.cfg.training.eval_steps,
+                                                stride)
+        if not batches:
             return []
-        keys = val_keys(n, rank, world, stride)
         # In-process: a batch is one numpy gather (~0.1 ms); workers would be re-forked at every evaluation.
-        return DataLoader(
-            ds,
-            batch_size=self._batch_size(),
-            sampler=keys,
-            drop_last=False,
-            collate_fn=passthrough,
-            pin_memory=torch.cuda.is_available(),
-        )
+        return DataLoader(ds, batch_sampler=batches, collate_fn=passthrough, pin_memory=torch.cuda.is_available())
 
     def state_dict(self) -> dict[str, Any]:
         # The loader's own state (saved by Lightning's fit loop) carries the sampler position.

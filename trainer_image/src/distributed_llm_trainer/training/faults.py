@@ -4,10 +4,14 @@ DLT_FAULT_KILL_AT_STEP=N     SIGKILL this process right after optimizer step N (
 DLT_FAULT_KILL_RANK=r        ... only on global rank r (default: every rank)
 DLT_FAULT_NAN_AT_STEPS=a,b   make every gradient NaN at those steps (the update must be skipped)
 DLT_FAULT_SPIKE_AT_STEPS=a,b replace that step's targets with random tokens (a loss spike from bad data)
+DLT_TRACE_BATCHES=DIR        append each micro-batch's row digests to DIR/trace-<pid>.jsonl ({"step", "rank",
+                             "world", "rows"}): which windows each optimizer step read, for the elastic checks
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 from typing import Any
@@ -43,14 +47,24 @@ class FaultInjector(L.Callback):
         self.kill_rank = int(rank) if rank else None
         self.nan_at = _steps("DLT_FAULT_NAN_AT_STEPS")
         self.spike_at = _steps("DLT_FAULT_SPIKE_AT_STEPS")
+        self.trace_dir = os.environ.get("DLT_TRACE_BATCHES")
 
     @staticmethod
     def active() -> bool:
         return any(os.environ.get(v) for v in ("DLT_FAULT_KILL_AT_STEP", "DLT_FAULT_NAN_AT_STEPS",
-                                               "DLT_FAULT_SPIKE_AT_STEPS"))
+                                               "DLT_FAULT_SPIKE_AT_STEPS", "DLT_TRACE_BATCHES"))
+
+    def _trace(self, trainer: L.Trainer, batch: Any) -> None:
+        rows = batch["input_ids"].cpu().numpy()
+        record = {"step": trainer.global_step + 1, "rank": trainer.global_rank, "world": trainer.world_size,
+                  "rows": [hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest() for r in rows]}
+        with open(os.path.join(self.trace_dir or ".", f"trace-{os.getpid()}.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
         # global_step counts finished optimizer steps, so the step being computed is global_step + 1.
+        if self.trace_dir:
+            self._trace(trainer, batch)
         if _once("spike", trainer.global_step + 1, self.spike_at):
             gen = torch.Generator().manual_seed(trainer.global_step)
             noise = torch.randint(0, pl_module.vocab_size, batch["targets"].shape, generator=gen)

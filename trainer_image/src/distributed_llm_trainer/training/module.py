@@ -17,6 +17,7 @@ from ..model.builder import build_model
 from ..model.compile import maybe_compile
 from ..utils.seed import rng_state, set_rng_state
 from .budget import Budget, val_batches_per_rank
+from .elastic import rescale_batch_progress
 from .optim import build_optimizer, clip_gradients
 from .schedule import WarmupCosine
 
@@ -110,11 +111,24 @@ class LMModule(L.LightningModule):
         optimizer = build_optimizer(self.model, t, self.device.type)
         decay = t.lr_decay_steps or self.budget.max_steps
         schedule = WarmupCosine(t.learning_rate, t.min_lr, t.warmup_steps, decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        # A plain function, so LambdaLR saves only its step count: a resumed run follows its own config's schedule
+        # (an elastic restart whose budget moved, or a longer max_steps), not the one pickled at the first start.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def _apply_schedule(self) -> None:
+        """The next update's LR from this run's schedule: a restored optimizer holds the one its saver computed."""
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                lrs = [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas, strict=True)]
+                for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
+                    group["lr"] = lr
+                sched._last_lr = lrs
 
     # ---- evaluation --------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
+        self._apply_schedule()
         if self.trainer.global_step == 0 and self.initial_val_loss is None:
             # Baseline before any update, so the run shows how far validation loss fell.
             self.initial_val_loss = self.evaluate_now()
@@ -127,9 +141,10 @@ class LMModule(L.LightningModule):
         self._val_count = torch.zeros((), device=self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss = self(batch["input_ids"], batch["targets"], batch.get("attention_mask"))
-        self._val_sum += loss.detach().float()
-        self._val_count += 1
+        loss = self(batch["input_ids"], batch["targets"], batch.get("attention_mask"))  # every rank: FSDP gathers
+        if batch_idx < self.trainer.datamodule.val_counted:  # the rest are repeats that keep batch counts equal
+            self._val_sum += loss.detach().float()
+            self._val_count += 1
 
     def on_validation_epoch_end(self) -> None:
         total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
@@ -153,12 +168,15 @@ class LMModule(L.LightningModule):
         count = torch.zeros((), device=self.device)
         with torch.no_grad(), self.trainer.precision_plugin.forward_context():
             limit = val_batches_per_rank(self.cfg.training.eval_steps, self.trainer.world_size)
+            counted = self.trainer.datamodule.val_counted
             for i, batch in enumerate(loader):
                 if i >= limit:
                     break
                 batch = self.trainer.strategy.batch_to_device(batch)
-                total += self(batch["input_ids"], batch["targets"], batch.get("attention_mask")).float()
-                count += 1
+                loss = self(batch["input_ids"], batch["targets"], batch.get("attention_mask")).float()
+                if i < counted:
+                    total += loss
+                    count += 1
         self.train(was_training)
         total = self.trainer.strategy.reduce(total, reduce_op="sum")
         count = self.trainer.strategy.reduce(count, reduce_op="sum")
@@ -188,6 +206,8 @@ class LMModule(L.LightningModule):
                 "consecutive_bad": per_rank(self._consecutive_bad)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Another world size (an elastic restart): the loop's micro-batch counters move to the new accumulation.
+        rescale_batch_progress(checkpoint, self.budget.micro_batch, self.budget.world_size)
         ours = checkpoint.get(CHECKPOINT_KEY, {})
         self._pending_rng = ours.get("rng")
         self.initial_val_loss = ours.get("initial_val_loss")

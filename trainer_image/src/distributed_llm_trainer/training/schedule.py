@@ -21,7 +21,7 @@ def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, decay_steps
 
 
 class WarmupCosine:
-    """Multiplier for ``torch.optim.lr_scheduler.LambdaLR`` (base lr = peak lr); picklable, stateless."""
+    """Multiplier for ``torch.optim.lr_scheduler.LambdaLR`` (base lr = peak lr); stateless: the step is the state."""
 
     def __init__(self, lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> None:
         self.lr, self.min_lr, self.warmup_steps, self.decay_steps = lr, min_lr, warmup_steps, decay_steps

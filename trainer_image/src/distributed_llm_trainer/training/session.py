@@ -68,6 +68,7 @@ class Session:
             if saved.get("tokenizer_fingerprint") not in (None, "", self.fingerprint):
                 raise UserError("tokenizer", f"differs from the one the run in {self.run_paths.root} was trained with; "
                                              "resume with the same tokenizer settings and data, or start a new run")
+            self._keep_global_batch(found[1])
         # Everything that can still reject the config runs before the run directory is written.
         from ..data.datamodule import TokenDataModule
         from ..model.registry import resolve_model_args
@@ -86,6 +87,21 @@ class Session:
             self.created = not self.run_paths.root.exists()
             create_run(cfg, self.run_paths, self.overwrite)
             self.data.tokenizer.save_pretrained(str(self.run_paths.tokenizer))
+
+    def _keep_global_batch(self, checkpoint: dict[str, Any]) -> None:
+        """An unset global batch stays the one the run started with, whatever the world size is now (elastic)."""
+        from .strategy import world_size
+
+        t = self.cfg.training
+        saved = checkpoint.get("hyper_parameters", {}).get("budget", {}).get("global_batch")
+        if t.global_batch_size is not None or not saved:
+            return
+        world = world_size(self.cfg)
+        if isinstance(t.batch_size, int) and saved % (t.batch_size * world):
+            raise UserError("training.global_batch_size", f"unset, so the run keeps the global batch of {saved} it "
+                            f"started with, which batch_size {t.batch_size} x {world} devices does not divide; resume "
+                            "on a world size that divides it, or set training.batch_size to a divisor")
+        t.global_batch_size = int(saved)
 
     def build(self, resume_from: Path | None) -> None:
         """Fresh module, datamodule, callbacks and Trainer (again after a rollback)."""
