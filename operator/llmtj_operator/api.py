@@ -110,8 +110,10 @@ class JobSpec(ApiModel):
     checkpoint: CheckpointVolume = Field(default_factory=CheckpointVolume, description="The checkpoint volume.")
     rendezvous_port: int = Field(29400, ge=1024, le=65535, description="Port of torchrun's c10d rendezvous store.")
     termination_grace_period_seconds: int = Field(120, ge=0, description="Time a stopped worker gets to save a "
-                                                  "checkpoint before it is killed.")
-    backoff_limit: int = Field(3, ge=0, description="Pod restarts allowed (any cause) before the job fails.")
+                                                  "checkpoint before it is killed; the workers get it less 10 s. "
+                                                  "Raise it above the model's checkpoint save time.")
+    backoff_limit: int = Field(3, ge=0, description="Pod restarts after failures allowed before the job fails "
+                               "(a pod stopped on purpose, by SIGTERM or an eviction, is replaced without counting).")
     active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the job after it ran this long.")
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Delete the job this long after it "
                                                    "finished.")
@@ -162,7 +164,9 @@ class JobStatus(ApiModel):
     workers: str | None = Field(None, description="ready/desired, for kubectl get.")
     selector: str | None = Field(None, description="Label selector of the worker pods (scale subresource).")
     world_size: int | None = Field(None, description="Training processes in the current group (pods x nproc).")
-    restart_count: int | None = Field(None, description="Worker restarts so far (any cause), against backoffLimit.")
+    restart_count: int | None = Field(None, description="Worker restarts so far (any failure), against backoffLimit.")
+    stopped_workers: list[str] | None = Field(None, description="Worker pods stopped on purpose (SIGTERM, eviction) "
+                                              "after a checkpoint, being replaced without counting as restarts.")
     start_time: str | None = Field(None, description="When the first worker pod was created.")
     completion_time: str | None = Field(None, description="When the job succeeded or failed.")
     step: int | None = Field(None, description="Newest known optimizer step (from the newest checkpoint).")

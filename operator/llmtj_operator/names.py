@@ -28,13 +28,22 @@ def worker(job: str, index: int) -> str:
     return f"{job}-worker-{index}"
 
 
+def rendezvous(job: str) -> str:
+    """The pod that serves the job's rendezvous store (``llmtj-rendezvous``)."""
+    return f"{job}-rendezvous"
+
+
+def rendezvous_labels(job: str) -> dict[str, str]:
+    return {JOB_LABEL: job, ROLE_LABEL: "rendezvous"}
+
+
 def selector_labels(job: str) -> dict[str, str]:
     return {JOB_LABEL: job, ROLE_LABEL: "worker"}
 
 
-def selector(job: str) -> str:
-    """The worker pods' label selector as a string (status.selector, for the scale subresource)."""
-    return ",".join(f"{k}={v}" for k, v in selector_labels(job).items())
+def selector(job: str, labels: dict[str, str] | None = None) -> str:
+    """A label selector as a string; the worker pods' by default (status.selector, for the scale subresource)."""
+    return ",".join(f"{k}={v}" for k, v in (labels or selector_labels(job)).items())
 
 
 def common_labels(job: str) -> dict[str, str]:
@@ -43,5 +52,5 @@ def common_labels(job: str) -> dict[str, str]:
 
 
 def rendezvous_host(job: str, namespace: str) -> str:
-    """Worker 0's stable DNS name through the headless Service (pod hostname + subdomain)."""
-    return f"{worker(job, 0)}.{service(job)}.{namespace}.svc"
+    """The store pod's stable DNS name through the headless Service (pod hostname + subdomain)."""
+    return f"{rendezvous(job)}.{service(job)}.{namespace}.svc"

@@ -100,17 +100,26 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
             return _finish(result, "Succeeded", "TrainingFinished",
                            f"training finished at step {st.get('step', 'unknown')}", stamp, generation, pods)
         return result
+    stopped = set(st.get("stoppedWorkers") or [])  # stopped on purpose: their replacements are not counted
     for p in pods:
         if p.phase == "Failed" and not p.deleting:
-            st["lastError"] = f"{p.name}: {p.error_line()}"
             result.delete.append(p.name)
+            if p.stopped:
+                stopped.add(p.name)
+                result.events.append(("Normal", "WorkerStopped", f"{p.name} was stopped ({p.ending()}; reason: "
+                                      f"{'disruption' if p.disrupted else 'SIGTERM'}) after saving a checkpoint; "
+                                      "replacing it, not counted against backoffLimit"))
+                continue
+            st["lastError"] = f"{p.name}: {p.error_line()}"
             result.events.append(("Warning", "WorkerFailed", f"{p.name} failed: {p.error_line()}; replacing it"))
     missing = [i for i in range(desired) if i not in by_index]
     resuming = st.get("phase") == "Suspended"  # pods stopped on purpose come back without counting as restarts
     if resuming and any(p.deleting for p in pods):
         return result  # still Suspended until the stopped pods are gone
     for i in missing:
-        if started and not resuming:  # a replacement: counts against backoffLimit
+        if names.worker(name, i) in stopped:
+            stopped.discard(names.worker(name, i))
+        elif started and not resuming:  # a replacement: counts against backoffLimit
             if restarts + 1 > spec.backoff_limit:
                 return _finish(result, "Failed", "BackoffLimitExceeded",
                                f"{restarts} restarts used up backoffLimit={spec.backoff_limit}; last error: "
@@ -118,6 +127,8 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
             restarts += 1
         result.create.append((i, restarts))
     st["restartCount"] = restarts
+    if stopped or st.get("stoppedWorkers"):
+        st["stoppedWorkers"] = sorted(stopped)
     if not started and (result.create or pods):  # pods may predate this operator (restarted mid-creation)
         st["startTime"] = stamp
     replacing = bool(result.delete or (missing and started and not resuming) or any(p.deleting for p in pods))
@@ -134,4 +145,4 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
 
 
 _STATUS_KEYS = ("phase", "conditions", "startTime", "completionTime", "restartCount", "step", "lastCheckpoint",
-                "lastError", "worldSize")
+                "lastError", "worldSize", "stoppedWorkers")

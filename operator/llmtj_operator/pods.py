@@ -11,6 +11,8 @@ from typing import Any
 from . import names
 
 PERMANENT_EXIT = 2  # the trainer's exit code for bad input: never retried
+STOPPED_EXITS = (128 + signal.SIGTERM, 128 + signal.SIGINT)  # llmtj-worker told to stop: not a failure
+DISRUPTED_REASONS = ("Evicted", "Shutdown", "NodeShutdown", "Terminated")  # kubelet's pod reasons for such stops
 EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")  # a traceback's last line
 
 
@@ -25,6 +27,7 @@ class PodView:
     message: str  # the trainer container's termination message (JSON summary, or the tail of its log)
     restart_count: int  # the job's restart count when this pod was created (annotation)
     node: str | None
+    disrupted: bool = False  # evicted, preempted or shut down with its node (pod reason or DisruptionTarget)
 
     @property
     def terminal(self) -> bool:
@@ -33,6 +36,12 @@ class PodView:
     @property
     def permanent_failure(self) -> bool:
         return self.phase == "Failed" and self.exit_code == PERMANENT_EXIT
+
+    @property
+    def stopped(self) -> bool:
+        """Ended on purpose, not by a fault: ``llmtj-worker`` exits 128 + SIGTERM/SIGINT only when it was told to
+        stop (after the workers' checkpoint), and the kubelet marks evictions and node shutdowns."""
+        return self.phase == "Failed" and (self.exit_code in STOPPED_EXITS or self.disrupted)
 
     def error_line(self) -> str:
         """The trainer's ``error:`` line, else the last exception line of its log, else how the process ended."""
@@ -91,4 +100,6 @@ def view(pod: dict[str, Any]) -> PodView | None:
         ready=bool(cs.get("ready")), deleting=bool(meta.get("deletionTimestamp")),
         exit_code=terminated.get("exitCode"), message=terminated.get("message") or "",
         restart_count=restarts, node=(pod.get("spec") or {}).get("nodeName"),
+        disrupted=status.get("reason") in DISRUPTED_REASONS or any(
+            c.get("type") == "DisruptionTarget" and c.get("status") == "True" for c in status.get("conditions") or []),
     )

@@ -22,7 +22,8 @@ from .checks import batch_problem
 from .kube import Kube
 from .plan import TERMINAL, plan, timestamp
 from .pods import view
-from .render import Job, build_claim, build_config_map, build_pod, build_service
+from .render import Job, build_claim, build_config_map, build_pod, build_rendezvous_pod, build_service
+from .store import store_action
 
 log = logging.getLogger(__name__)
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
@@ -152,9 +153,17 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
             status = {**status, "conditions": cond.upsert(status.get("conditions") or [], "Created", True,
                                                           "ChildrenCreated", "Service, ConfigMap and claim exist",
                                                           timestamp(now), meta.get("generation"))}
-    pods = [p for p in kube.list_pods(namespace, names.selector(name)) if _owned(p, meta["uid"])]
-    views = [v for v in (view(p) for p in pods) if v is not None]
+    owned = [p for p in kube.list_pods(namespace, f"{names.JOB_LABEL}={name}") if _owned(p, meta["uid"])]
+    workers = [p for p in owned if _role(p) == "worker"]
+    views = [v for v in (view(p) for p in workers) if v is not None]
     result = plan(name, spec, meta.get("generation"), status, views, now)
+    store = next((p for p in owned if _role(p) == "rendezvous"), None)
+    keep = result.status.get("phase") not in TERMINAL and result.status.get("phase") != "Suspended"
+    action = store_action(keep, store, any(not v.terminal and not v.deleting for v in views), bool(result.create))
+    if action.delete:
+        kube.delete_pod(namespace, names.rendezvous(name))
+    if action.create:
+        kube.create(build_rendezvous_pod(job))
     for pod_name in result.delete:
         kube.delete_pod(namespace, pod_name)
     for index, restarts in result.create:
@@ -165,6 +174,10 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
         kube.patch_status(namespace, name, result.status)
     for kind, reason, message in result.events:
         kube.event(body, kind, reason, message)
+
+
+def _role(pod: dict[str, Any]) -> str | None:
+    return ((pod.get("metadata") or {}).get("labels") or {}).get(names.ROLE_LABEL)
 
 
 def _owned(pod: dict[str, Any], uid: str) -> bool:

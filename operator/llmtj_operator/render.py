@@ -16,6 +16,10 @@ from . import names
 from .api import GROUP, KIND, VERSION, JobSpec
 from .torchrun_env import TERMINATION_LOG, torchrun_env, trainer_env
 
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
 
 @dataclass(frozen=True)
 class Job:
@@ -40,13 +44,13 @@ def _metadata(job: Job, name: str, extra_labels: dict[str, str] | None = None, o
 
 
 def build_service(job: Job) -> dict[str, Any]:
-    """Headless: each worker gets ``<pod>.<service>.<ns>.svc``; not-ready addresses are published so that the
-    rendezvous name resolves while the pods are still starting."""
+    """Headless, over all the job's pods: each gets ``<pod>.<service>.<ns>.svc``; not-ready addresses are published
+    so that the rendezvous store's name resolves while the pods are still starting."""
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": _metadata(job, names.service(job.name)),
         "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
-                 "selector": names.selector_labels(job.name),
+                 "selector": {names.JOB_LABEL: job.name},
                  "ports": [{"name": "rendezvous", "port": job.spec.rendezvous_port,
                             "targetPort": job.spec.rendezvous_port, "protocol": "TCP"}]},
     }
@@ -99,7 +103,6 @@ def _container(job: Job) -> dict[str, Any]:
         "image": job.image,
         "command": ["llmtj-worker"],
         "env": [*torchrun_env(job.name, job.namespace, job.uid, spec), *trainer_env(job.name, spec), *user_env],
-        "ports": [{"name": "rendezvous", "containerPort": spec.rendezvous_port, "protocol": "TCP"}],
         "volumeMounts": [
             {"name": "config", "mountPath": names.CONFIG_MOUNT, "readOnly": True},
             {"name": "checkpoints", "mountPath": spec.checkpoint.mount_path},
@@ -107,7 +110,7 @@ def _container(job: Job) -> dict[str, Any]:
         ],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",  # the trainer's last ``error:`` line on a failure
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
@@ -128,8 +131,7 @@ def build_pod(job: Job, index: int, restart_count: int = 0) -> dict[str, Any]:
         "restartPolicy": "Never",  # the operator replaces failed pods and counts them against backoffLimit
         "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
         "enableServiceLinks": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": copy.deepcopy(POD_SECURITY),
         "containers": [_container(job)],
         "volumes": _volumes(job),
     }
@@ -141,6 +143,32 @@ def build_pod(job: Job, index: int, restart_count: int = 0) -> dict[str, Any]:
         pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
     return apply_template(pod, spec.pod_template) if spec.pod_template else pod
+
+
+def build_rendezvous_pod(job: Job) -> dict[str, Any]:
+    """The job's rendezvous store (``llmtj-rendezvous``): a pod of its own, so that no worker's loss takes the
+    rendezvous with it. It holds a few bytes per round and needs no GPU: no node selector, small requests."""
+    spec = job.spec
+    name = names.rendezvous(job.name)
+    container: dict[str, Any] = {
+        "name": "rendezvous", "image": job.image,
+        "command": ["llmtj-rendezvous", "--port", str(spec.rendezvous_port)],
+        "ports": [{"name": "rendezvous", "containerPort": spec.rendezvous_port, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
+    }
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    pod_spec: dict[str, Any] = {
+        "hostname": name, "subdomain": names.service(job.name),
+        "restartPolicy": "Never",  # the operator replaces it (a fresh store: see reconcile)
+        "terminationGracePeriodSeconds": 5, "enableServiceLinks": False,
+        "securityContext": copy.deepcopy(POD_SECURITY), "containers": [container],
+    }
+    if spec.priority_class_name:
+        pod_spec["priorityClassName"] = spec.priority_class_name
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": _metadata(job, name, names.rendezvous_labels(job.name)), "spec": pod_spec}
 
 
 def merge(base: Any, override: Any) -> Any:

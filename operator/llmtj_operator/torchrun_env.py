@@ -1,8 +1,9 @@
 """The environment a worker pod's ``llmtj-worker`` turns into a torchrun command: the one place that knows it.
 
 torchrun reads every flag from ``PET_<FLAG>`` variables, so the pod spec carries data, not a command line:
-``--nnodes=MIN:MAX --nproc-per-node --rdzv-backend=c10d --rdzv-endpoint=<worker-0 DNS>:<port>
---rdzv-id=<job uid> --max-restarts``.
+``--nnodes=MIN:MAX --nproc-per-node --rdzv-backend=c10d --rdzv-endpoint=<store pod DNS>:<port>
+--rdzv-conf=is_host=false --rdzv-id=<job uid> --max-restarts``. The store pod serves the rendezvous; no worker
+hosts it (``is_host=false``), so losing any worker, worker 0 included, costs the same.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ def torchrun_env(job: str, namespace: str, uid: str, spec: JobSpec) -> list[dict
         "PET_NPROC_PER_NODE": str(spec.procs_per_pod),
         "PET_RDZV_BACKEND": "c10d",
         "PET_RDZV_ENDPOINT": f"{names.rendezvous_host(job, namespace)}:{spec.rendezvous_port}",
+        "PET_RDZV_CONF": "is_host=false",
         "PET_RDZV_ID": uid,
         "PET_MAX_RESTARTS": str(spec.elastic.max_restarts),
+        # SIGTERM to SIGKILL for the workers: the pod's grace period, less 10 s for torchrun and the pod to exit
+        "PET_SHUTDOWN_TIMEOUT": str(max(1, spec.termination_grace_period_seconds - 10)),
     }
     return [{"name": k, "value": v} for k, v in pairs.items()]
 

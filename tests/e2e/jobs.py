@@ -56,6 +56,11 @@ def pods(cluster, namespace: str, selector: str = "") -> list[dict[str, Any]]:
     return (cluster.get(f"/api/v1/namespaces/{namespace}/pods{q}") or {}).get("items", [])
 
 
+def workers(cluster, namespace: str) -> list[dict[str, Any]]:
+    """The worker pods (not the rendezvous store's)."""
+    return pods(cluster, namespace, "llmtj.dev/role%3Dworker")
+
+
 def claim_dir(cluster, namespace: str, claim: str) -> Path:
     pvc = cluster.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
     pv = cluster.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")

@@ -25,11 +25,13 @@ def test_example_job_trains_to_success_and_delete_keeps_the_claim(operator, name
     table = operator.kubectl("get", "llmtj", "-n", namespace).stdout.splitlines()
     assert table[1].split()[:4] == ["tiny", "Succeeded", "0/2", "40"], table
 
-    workers = pods(operator, namespace, "llmtj.dev/job-name%3Dtiny")
+    workers = pods(operator, namespace, "llmtj.dev/job-name%3Dtiny,llmtj.dev/role%3Dworker")
     assert sorted(p["metadata"]["name"] for p in workers) == ["tiny-worker-0", "tiny-worker-1"]
     assert all(p["status"]["phase"] == "Succeeded" for p in workers)
     env = {e["name"]: e.get("value") for e in workers[0]["spec"]["containers"][0]["env"]}
-    assert env["PET_RDZV_ENDPOINT"] == f"tiny-worker-0.tiny-workers.{namespace}.svc:29400"  # resolved in each pod
+    # the store pod serves the rendezvous (resolved in each pod); it goes once the job is finished
+    assert env["PET_RDZV_ENDPOINT"] == f"tiny-rendezvous.tiny-workers.{namespace}.svc:29400"
+    wait_gone(operator, f"/api/v1/namespaces/{namespace}/pods/tiny-rendezvous", timeout=60)
     assert "batch 4 x 2 devices" in pod_logs(operator, namespace, tail=10**6)  # one DDP group over both pods
 
     ckpt_dir = claim_dir(operator, namespace, "tiny-checkpoints") / "tiny" / "checkpoints"
@@ -61,7 +63,7 @@ def test_bad_trainer_config_fails_at_once_with_its_error_line(operator, namespac
     warnings = [e for e in events(operator, namespace) if e["type"] == "Warning" and e["reason"] == "InvalidInput"]
     assert warnings and "error: model.num_attention_heads" in warnings[0]["message"]
     names = {p["metadata"]["name"] for p in pods(operator, namespace)}
-    assert names <= {"badheads-worker-0", "badheads-worker-1"}  # never replaced
+    assert names <= {"badheads-worker-0", "badheads-worker-1", "badheads-rendezvous"}  # never replaced
     assert get_job(operator, namespace, "badheads")["status"]["phase"] == "Failed"
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from .conftest import CRD, OPERATOR_NS, operator_pod
-from .jobs import example, get_job, pods, poll, sa_kubeconfig, start_local_operator, wait_phase
+from .jobs import example, get_job, pods, poll, sa_kubeconfig, start_local_operator, wait_phase, workers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -43,17 +43,17 @@ def test_operator_killed_mid_creation_makes_no_duplicates(operator, local_operat
     job["spec"]["config"]["training"].update(max_steps=4, global_batch_size=24)  # divisible at 1, 2 and 3 workers
     operator.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(job), check=True)
     assert first.wait(timeout=60) == 137, (tmp_path / "operator.log").read_text()[-3000:]
-    assert [p["metadata"]["name"] for p in pods(operator, namespace)] == ["crashy-worker-0"]
+    assert [p["metadata"]["name"] for p in workers(operator, namespace)] == ["crashy-worker-0"]
     status = (get_job(operator, namespace, "crashy") or {}).get("status") or {}
     assert "startTime" not in status  # killed before it wrote any status
     local_operator("--namespace", namespace)  # this time watching a list of namespaces, not all
-    assert poll(lambda: len(pods(operator, namespace)) == 3, timeout=60)
-    names = sorted(p["metadata"]["name"] for p in pods(operator, namespace))
-    uids = {p["metadata"]["uid"] for p in pods(operator, namespace)}
+    assert poll(lambda: len(workers(operator, namespace)) == 3, timeout=60)
+    names = sorted(p["metadata"]["name"] for p in workers(operator, namespace))
+    uids = {p["metadata"]["uid"] for p in workers(operator, namespace)}
     assert names == ["crashy-worker-0", "crashy-worker-1", "crashy-worker-2"] and len(uids) == 3
     done = wait_phase(operator, namespace, "crashy", ("Succeeded", "Failed"), timeout=300)["status"]
     assert done["phase"] == "Succeeded" and done["restartCount"] == 0, done
-    assert sorted(p["metadata"]["name"] for p in pods(operator, namespace)) == names  # still no duplicates
+    assert sorted(p["metadata"]["name"] for p in workers(operator, namespace)) == names  # still no duplicates
 
 
 def test_operator_survives_objects_its_schema_never_allowed(operator, namespace):

@@ -50,6 +50,23 @@ def test_a_failed_worker_is_deleted_then_replaced_and_counted_once():
     assert third.create == [] and third.status["restartCount"] == 1
 
 
+def test_a_worker_stopped_on_purpose_is_replaced_without_counting():
+    """SIGTERM (llmtj-worker exits 143 after the checkpoint) or a kubelet eviction: not a failure, not counted."""
+    stopped = pod(1, "Failed", ready=False, exit_code=143)
+    evicted = pod(0, "Failed", ready=False, exit_code=137)
+    evicted["status"]["reason"] = "Evicted"
+    first = run({"replicas": 2, "backoffLimit": 0}, STARTED, [evicted, stopped])
+    assert sorted(first.delete) == ["tiny-worker-0", "tiny-worker-1"] and first.status["phase"] == "Restarting"
+    assert first.status["stoppedWorkers"] == ["tiny-worker-0", "tiny-worker-1"] and "lastError" not in first.status
+    assert [e[:2] for e in first.events if e[1] == "WorkerStopped"] == [("Normal", "WorkerStopped")] * 2
+    second = run({"replicas": 2, "backoffLimit": 0}, first.status, [])
+    assert second.create == [(0, 0), (1, 0)] and second.status["restartCount"] == 0
+    assert second.status["stoppedWorkers"] == [] and second.status["phase"] != "Failed"
+    # a SIGKILL after the grace period is a failure: counted (and here over the limit)
+    killed = run({"replicas": 2, "backoffLimit": 0}, STARTED, [pod(0), pod(1, "Failed", ready=False, exit_code=137)])
+    assert run({"replicas": 2, "backoffLimit": 0}, killed.status, [pod(0)]).status["phase"] == "Failed"
+
+
 def test_backoff_limit_exhausted_fails_with_the_last_error():
     status = {**STARTED, "restartCount": 2, "lastError": "tiny-worker-1: error: out of memory"}
     p = run({"replicas": 2, "backoffLimit": 2}, status, [pod(0)])

@@ -6,7 +6,16 @@ import pytest
 from pydantic import ValidationError
 
 from llmtj_operator import names
-from llmtj_operator.render import build_claim, build_config_map, build_pod, build_service, merge, owner_reference
+from llmtj_operator.render import (
+    build_claim,
+    build_config_map,
+    build_pod,
+    build_rendezvous_pod,
+    build_service,
+    merge,
+    owner_reference,
+)
+from llmtj_operator.store import store_action
 
 from .jobs import UID, job
 
@@ -34,6 +43,40 @@ def test_headless_service_publishes_not_ready_pods_and_the_pods_use_it():
     assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
 
 
+def test_the_rendezvous_store_has_a_pod_of_its_own_behind_the_endpoint():
+    j = job({"replicas": 2, "rendezvousPort": 29411, "nodeSelector": {"gpu": "h200"}})
+    store = build_rendezvous_pod(j)
+    spec, c = store["spec"], store["spec"]["containers"][0]
+    host = env_of(build_pod(j, 0))["PET_RDZV_ENDPOINT"]
+    assert host == f"{spec['hostname']}.{spec['subdomain']}.team-a.svc:29411"  # resolves through the Service
+    assert build_service(j)["spec"]["selector"].items() <= store["metadata"]["labels"].items()
+    assert store["metadata"]["labels"][names.ROLE_LABEL] == "rendezvous"  # not a worker: not in status.selector
+    assert c["command"] == ["llmtj-rendezvous", "--port", "29411"] and c["ports"][0]["containerPort"] == 29411
+    assert "nodeSelector" not in spec and "nvidia.com/gpu" not in str(c["resources"])  # no GPU node needed
+    assert spec["securityContext"]["runAsNonRoot"] and c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert store["metadata"]["ownerReferences"] == [owner_reference(j)]
+
+
+def _pod(phase: str = "Running", deleting: bool = False) -> dict:
+    meta = {"deletionTimestamp": "2026-12-02T10:00:00Z"} if deleting else {}
+    return {"metadata": meta, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize("active, store, live, creating, delete, create", [
+    (True, None, False, True, False, True),  # first start: the store comes with the workers
+    (True, _pod(), True, True, False, False),  # a replacement joins the store the survivors use
+    (True, _pod(), False, True, True, False),  # every worker gone: a fresh store (a closed rendezvous is forgotten)
+    (True, _pod(), True, False, False, False),
+    (True, _pod("Failed"), True, False, True, False),  # an ended store is replaced...
+    (True, _pod(deleting=True), False, False, False, False),  # ...once the old one is gone
+    (False, _pod(), False, False, True, False),  # finished or suspended: no store
+    (False, None, False, False, False, False),
+])
+def test_store_lifecycle(active, store, live, creating, delete, create):
+    action = store_action(active, store, live, creating)
+    assert (action.delete, action.create) == (delete, create)
+
+
 @pytest.mark.parametrize("spec, nnodes, nproc", [
     ({"replicas": 2}, "2:2", "1"),
     ({"replicas": 3, "elastic": {"minReplicas": 1, "maxReplicas": 4}}, "1:4", "1"),
@@ -44,7 +87,8 @@ def test_torchrun_environment(spec, nnodes, nproc):
     env = env_of(build_pod(job(spec), 0))
     assert env["PET_NNODES"] == nnodes and env["PET_NPROC_PER_NODE"] == nproc
     assert env["PET_RDZV_BACKEND"] == "c10d"
-    assert env["PET_RDZV_ENDPOINT"] == "tiny-worker-0.tiny-workers.team-a.svc:29400"
+    assert env["PET_RDZV_ENDPOINT"] == "tiny-rendezvous.tiny-workers.team-a.svc:29400"
+    assert env["PET_RDZV_CONF"] == "is_host=false"  # no worker hosts the store: the store pod does
     assert env["PET_RDZV_ID"] == UID and env["PET_MAX_RESTARTS"] == "3"
     assert env["LLMTJ_CONFIG"] == "/etc/llmtj/config.yaml" and env["LLMTJ_RUN_NAME"] == "tiny"
     assert env["LLMTJ_OUTPUT_DIR"] == "/checkpoints"

@@ -100,6 +100,9 @@ def test_resume_rows(existing_run: Path, capsys: pytest.CaptureFixture) -> None:
            capsys)
     _check(existing_run, [*train_args(existing_run, "done", "data.seq_len=16"), *resume], "data.seq_len", capsys)
     _check(existing_run, [*train_args(existing_run, "done", "tokenizer.type=char"), *resume], "tokenizer", capsys)
+    # elastic: an unset global batch is the first start's (4 = batch 4 x 1 process), which 3 x 4 cannot keep
+    _check(existing_run, [*train_args(existing_run, "done", "distributed.devices=3", "distributed.accelerator=cpu"),
+                          *resume], "training.global_batch_size: unset, so the run keeps the global batch of 4", capsys)
 
 
 def test_corrupted_and_foreign_checkpoints_are_skipped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -195,8 +195,9 @@ def _assert_matches_single(single: Path, run: Path, tol: float = 1e-4, val: bool
 
 def test_fsdp_hybrid_two_nodes_matches_one_process(single: Path, tmp_path: Path) -> None:
     """HSDP over 2 nodes x 2 processes (torchrun on loopback): a 2-D (replicate=2, shard=2) mesh, same losses."""
+    # half the micro-batch, so twice the val batches: the same 8 val windows as the single process
     results = _torchrun_two_nodes(tmp_path, "distributed.fsdp.sharding=hybrid", "training.batch_size=2",
-                                  per_node=2, name="hybrid", strategy="fsdp")
+                                  "training.eval_steps=4", per_node=2, name="hybrid", strategy="fsdp")
     assert all(r.returncode == 0 for r in results), _tails(results)
     run = tmp_path / "hybrid"
     summary = json.loads((run / "summary.json").read_text())

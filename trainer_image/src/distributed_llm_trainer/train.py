@@ -59,6 +59,15 @@ def report(summary: dict[str, Any]) -> None:
             f.write(termination_message(summary))
 
 
+def exit_code(code: int) -> int:
+    """A rank stopped only because another was signalled exits ``PEER_STOPPED``: its torchrun agent then restarts
+    the group, which re-forms without the stopped node (exit 0 would end this node's training for good)."""
+    from .training.guards import PEER_STOPPED, stop_cause
+
+    return PEER_STOPPED if code == 0 and stop_cause() == "peer" else code
+
+
 if __name__ == "__main__":
     argv = [*sys.argv[1:], *world_overrides(dict(os.environ))]
-    sys.exit(run_cli(permanent(lambda: main(argv, default_config=repo_default_config(), on_summary=report))))
+    sys.exit(exit_code(run_cli(permanent(lambda: main(argv, default_config=repo_default_config(),
+                                                            on_summary=report)))))

@@ -11,7 +11,8 @@ What the operator passes, all optional for a run by hand (``docker run IMAGE``: 
 
 Extra arguments are dotted config overrides (``training.max_steps=50``). Exit codes: 0 done; 2 bad input, permanent
 (the config is checked before any rendezvous, and a trainer rank's ``error:`` line stops torchrun's retries at
-once); 143 stopped by SIGTERM; anything else a failure worth a restart.
+once); 143 (130) stopped by SIGTERM (SIGINT) on purpose: the workers saved a checkpoint at a step boundary if
+they had the time (torchrun gives them ``PET_SHUTDOWN_TIMEOUT`` seconds); anything else a failure worth a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import UserError, run_cli
@@ -68,11 +70,24 @@ def wait_for_rendezvous_host(endpoint: str, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
+def torchrun_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Settings torchrun needs to survive membership changes, unless the caller chose otherwise.
+
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: the workers' own store is made anew by each round's rank 0. Shared with
+    the agent (torch's default), non-zero ranks keep the first round's address: when the world grows or rank 0 is
+    lost, the next round waits 60 s for a ``MASTER_ADDR`` that nobody publishes and fails.
+    """
+    return {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": env.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")}
+
+
 def supervise(cmd: list[str], error_file: Path) -> int:
     """Run torchrun; forward SIGTERM/SIGINT; stop it as soon as a rank reports bad input (permanent: exit 2)."""
-    proc = subprocess.Popen(cmd, env={**os.environ, "LLMTJ_ERROR_FILE": str(error_file)})
+    proc = subprocess.Popen(cmd, env={**os.environ, **torchrun_env(os.environ), "LLMTJ_ERROR_FILE": str(error_file)})
+
+    stopped: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        stopped.append(signum)
         proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
@@ -87,7 +102,9 @@ def supervise(cmd: list[str], error_file: Path) -> int:
         lines = error_file.read_text(encoding="utf-8").splitlines()
         print(lines[-1], file=sys.stderr, flush=True)
         return 2
-    return code
+    if stopped:
+        return 128 + stopped[0]  # stopped on purpose (pod deletion, eviction, drain): not a failure
+    return 1 if code in (128 + signal.SIGTERM, 128 + signal.SIGINT) else code  # those codes mean "stopped on purpose"
 
 
 def set_threads(env: dict[str, str]) -> None:

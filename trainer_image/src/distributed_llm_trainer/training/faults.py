@@ -5,7 +5,11 @@ DLT_FAULT_KILL_RANK=r        ... only on global rank r (default: every rank)
 DLT_FAULT_NAN_AT_STEPS=a,b   make every gradient NaN at those steps (the update must be skipped)
 DLT_FAULT_SPIKE_AT_STEPS=a,b replace that step's targets with random tokens (a loss spike from bad data)
 DLT_TRACE_BATCHES=DIR        append each micro-batch's row digests to DIR/trace-<pid>.jsonl ({"step", "rank",
-                             "world", "rows"}): which windows each optimizer step read, for the elastic checks
+                             "world", "group", "rows"}): which windows each optimizer step read, for the elastic
+                             checks; ``group`` (rank 0's start time) tells a redone step's last attempt.
+                             Also DIR/events-<pid>.jsonl: {"event", "t", "rank"} for process_start, built
+                             (imports, data, model), train_start (process group up, checkpoint restored) and
+                             first_step: where a restart's time goes
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 from typing import Any
 
 import lightning as L
@@ -48,15 +53,34 @@ class FaultInjector(L.Callback):
         self.nan_at = _steps("DLT_FAULT_NAN_AT_STEPS")
         self.spike_at = _steps("DLT_FAULT_SPIKE_AT_STEPS")
         self.trace_dir = os.environ.get("DLT_TRACE_BATCHES")
+        self.group = 0.0
+        self._first_step: int | None = None
+        if self.trace_dir:
+            import psutil
+
+            self._event("process_start", psutil.Process().create_time())
+            self._event("built", time.time())
+
+    def _event(self, name: str, t: float, rank: int | None = None) -> None:
+        rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+        with open(os.path.join(self.trace_dir or ".", f"events-{os.getpid()}.jsonl"), "a") as f:
+            f.write(json.dumps({"event": name, "t": t, "rank": rank}) + "\n")
 
     @staticmethod
     def active() -> bool:
         return any(os.environ.get(v) for v in ("DLT_FAULT_KILL_AT_STEP", "DLT_FAULT_NAN_AT_STEPS",
                                                "DLT_FAULT_SPIKE_AT_STEPS", "DLT_TRACE_BATCHES"))
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if self.trace_dir:  # one id for all ranks of this process group
+            self._event("train_start", time.time(), trainer.global_rank)
+            self._first_step = trainer.global_step
+            self.group = float(trainer.strategy.broadcast(time.time(), src=0))
+
     def _trace(self, trainer: L.Trainer, batch: Any) -> None:
         rows = batch["input_ids"].cpu().numpy()
         record = {"step": trainer.global_step + 1, "rank": trainer.global_rank, "world": trainer.world_size,
+                  "group": self.group,
                   "rows": [hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest() for r in rows]}
         with open(os.path.join(self.trace_dir or ".", f"trace-{os.getpid()}.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -77,6 +101,9 @@ class FaultInjector(L.Callback):
                     p.grad.fill_(float("nan"))
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self._first_step is not None and trainer.global_step > self._first_step:
+            self._event("first_step", time.time(), trainer.global_rank)
+            self._first_step = None
         if self.kill_rank is not None and trainer.global_rank != self.kill_rank:
             return
         if self.kill_at is not None and trainer.global_step >= self.kill_at:

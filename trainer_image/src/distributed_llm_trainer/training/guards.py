@@ -1,7 +1,10 @@
 """Run guards: graceful preemption (SIGTERM/SIGUSR1), loss-spike and bad-step rollback requests.
 
 Preemption: the signal only sets a flag; at the next optimizer-step boundary the run saves ``last.ckpt`` and
-stops cleanly (under SLURM with auto-requeue, Lightning's own SIGUSR1 handler saves and requeues instead).
+stops cleanly (under SLURM with auto-requeue, Lightning's own SIGUSR1 handler saves and requeues instead). With
+several ranks they agree first (at the logging interval) and all save together; a rank that stops only because
+another one was signalled records it (``stop_cause() == "peer"``): under torchrun it then exits with
+``PEER_STOPPED`` so that its agent re-forms the group without the stopped node, from that checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+
+PEER_STOPPED = 3  # exit code: stopped because another worker was (torchrun restarts the group, no step lost)
+_cause: list[str] = []  # "signal" or "peer" once this process stopped on a preemption request
+
+
+def stop_cause() -> str | None:
+    """Why this process's run stopped early on a preemption request: ``signal`` (it got one), ``peer``, or None."""
+    return _cause[-1] if _cause else None
 
 
 class RollbackRequest(Exception):
@@ -63,15 +74,17 @@ class Preemption(L.Callback):
         self._last_step = trainer.global_step
         if not stepped:
             return
+        signalled = self.requested is not None
         if trainer.world_size > 1:
             # Ranks must agree before the collective save; checked at the logging interval (a host sync).
             if trainer.global_step % self.interval:
                 return
-            if not trainer.strategy.reduce_boolean_decision(self.requested is not None, all=False):
+            if not trainer.strategy.reduce_boolean_decision(signalled, all=False):
                 return
             self.requested = self.requested or "SIGTERM"
-        elif self.requested is None:
+        elif not signalled:
             return
+        _cause.append("signal" if signalled else "peer")
         if trainer.is_global_zero:
             print(f"{self.requested} received: saving a checkpoint at step {trainer.global_step} and stopping",
                   flush=True)
