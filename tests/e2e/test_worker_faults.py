@@ -58,6 +58,24 @@ def test_a_killed_worker_0_is_replaced_counted_once_and_training_finishes(operat
     assert any("killed-worker-0" in m and "killed by SIGKILL" in m for m in warned), warned
 
 
+def test_a_worker_stopped_by_sigterm_saves_and_is_replaced_without_counting(operator, namespace):
+    """As the kubelet stops a pod it evicts: SIGTERM -> every rank checkpoints at the next step boundary -> the pod
+    exits 143 (stopped on purpose) -> a replacement, not counted; the other worker re-forms with it."""
+    job = long_job("evicted", 29416, 200)
+    job["spec"]["backoffLimit"] = 0  # any counted restart would fail the job
+    apply(operator, namespace, job)
+    assert poll(lambda: len(checkpoints(operator, namespace, "evicted")) >= 1, timeout=240), \
+        pod_logs(operator, namespace)
+    victim = next(p for p in pods(operator, namespace) if p["metadata"]["name"] == "evicted-worker-1")
+    os.killpg(running_pid(victim), signal.SIGTERM)
+    status = wait_phase(operator, namespace, "evicted", ("Succeeded", "Failed"), timeout=420)["status"]
+    assert status["phase"] == "Succeeded" and status["restartCount"] == 0, f"{status}\n{pod_logs(operator, namespace)}"
+    assert status["step"] == 200 and not status.get("stoppedWorkers"), status
+    stopped = [e["message"] for e in events(operator, namespace) if e["reason"] == "WorkerStopped"]
+    assert any("evicted-worker-1" in m and "exit code 143" in m for m in stopped), stopped
+    assert "SIGTERM received: saving a checkpoint" in pod_logs(operator, namespace, tail=10**6)
+
+
 def test_deleting_a_running_job_saves_a_checkpoint_on_sigterm(operator, namespace):
     apply(operator, namespace, long_job("stopped", 29413, 100000))
     assert poll(lambda: len(checkpoints(operator, namespace, "stopped")) >= 1, timeout=240), \

@@ -238,13 +238,37 @@ def test_ddp_sigkill_resume_is_bitwise(tmp_path: Path) -> None:
     assert json.loads(proc.stdout.strip().splitlines()[-1])["bitwise_equal"]
 
 
-def test_fsdp_checkpoint_resumes_on_a_different_world_size(tmp_path: Path) -> None:
-    """torch.distributed.checkpoint reshards: a 2-process FSDP2 checkpoint continues in 1 process."""
-    common = ["distributed.strategy=fsdp", "checkpoint.every_n_steps=5"]
-    assert _run(tmp_path, "ws", *common, "distributed.devices=2", "training.max_steps=5").returncode == 0
-    proc = _run(tmp_path, "ws", *common, "distributed.devices=1", "--resume", str(tmp_path / "ws"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_fsdp_checkpoint_reshards_as_the_world_grows_and_shrinks(tmp_path: Path) -> None:
+    """torch.distributed.checkpoint reshards FSDP2 checkpoints: 2 -> 3 -> 1 processes read each step's windows and
+    reach the losses of one process that ran all 10 steps (global batch 12: accumulation 3, 2, then 6)."""
+    common = ["distributed.strategy=fsdp", "training.global_batch_size=12", "training.batch_size=2",
+              "training.lr_decay_steps=10", "checkpoint.every_n_steps=100"]
+
+    def run(name: str, devices: int, steps: int, *extra: str) -> None:
+        trace = tmp_path / f"{name}-trace"
+        trace.mkdir(exist_ok=True)
+        proc = _run(tmp_path, name, *common, f"distributed.devices={devices}", f"training.max_steps={steps}", *extra,
+                    env={"DLT_TRACE_BATCHES": str(trace)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run("one", 1, 10)
+    run("ws", 2, 4)
+    run("ws", 3, 7, "--resume", str(tmp_path / "ws"))
+    run("ws", 1, 10, "--resume", str(tmp_path / "ws"))
     summary = json.loads((tmp_path / "ws" / "summary.json").read_text())
-    assert summary["steps"] == 10 and summary["world_size"] == 1 and summary["accumulation"] == 2
-    losses = _losses(tmp_path / "ws")
-    assert sorted(losses) == list(range(1, 11)) and losses[10] < losses[1]
+    assert summary["steps"] == 10 and summary["world_size"] == 1 and summary["accumulation"] == 6
+
+    def windows(name: str) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for f in (tmp_path / f"{name}-trace").glob("trace-*.jsonl"):
+            for line in f.read_text().splitlines():
+                r = json.loads(line)
+                out.setdefault(r["step"], []).extend(r["rows"])
+        return {k: sorted(v) for k, v in out.items()}
+
+    assert windows("ws") == windows("one")  # the same windows in every step, whatever the world size
+    one, ws = _losses(tmp_path / "one"), _losses(tmp_path / "ws")
+    assert sorted(ws) == list(range(1, 11))
+    assert all(abs(one[s] - ws[s]) <= 1e-4 for s in one), (one, ws)
+    v1, v2 = _losses(tmp_path / "one", "val/loss"), _losses(tmp_path / "ws", "val/loss")
+    assert abs(v1[10] - v2[10]) <= 1e-4, (v1, v2)

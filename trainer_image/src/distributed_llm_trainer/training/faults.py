@@ -4,6 +4,7 @@ DLT_FAULT_KILL_AT_STEP=N     SIGKILL this process right after optimizer step N (
 DLT_FAULT_KILL_RANK=r        ... only on global rank r (default: every rank)
 DLT_FAULT_NAN_AT_STEPS=a,b   make every gradient NaN at those steps (the update must be skipped)
 DLT_FAULT_SPIKE_AT_STEPS=a,b replace that step's targets with random tokens (a loss spike from bad data)
+DLT_FAULT_STEP_SLEEP_S=x     sleep x seconds after each optimizer step (a slower model: tests' events land mid-run)
 DLT_TRACE_BATCHES=DIR        append each micro-batch's row digests to DIR/trace-<pid>.jsonl ({"step", "rank",
                              "world", "group", "rows"}): which windows each optimizer step read, for the elastic
                              checks; ``group`` (rank 0's start time) tells a redone step's last attempt.
@@ -53,7 +54,9 @@ class FaultInjector(L.Callback):
         self.nan_at = _steps("DLT_FAULT_NAN_AT_STEPS")
         self.spike_at = _steps("DLT_FAULT_SPIKE_AT_STEPS")
         self.trace_dir = os.environ.get("DLT_TRACE_BATCHES")
+        self.sleep_s = float(os.environ.get("DLT_FAULT_STEP_SLEEP_S") or 0)
         self.group = 0.0
+        self._slept_at = -1
         self._first_step: int | None = None
         if self.trace_dir:
             import psutil
@@ -69,7 +72,8 @@ class FaultInjector(L.Callback):
     @staticmethod
     def active() -> bool:
         return any(os.environ.get(v) for v in ("DLT_FAULT_KILL_AT_STEP", "DLT_FAULT_NAN_AT_STEPS",
-                                               "DLT_FAULT_SPIKE_AT_STEPS", "DLT_TRACE_BATCHES"))
+                                               "DLT_FAULT_SPIKE_AT_STEPS", "DLT_TRACE_BATCHES",
+                                               "DLT_FAULT_STEP_SLEEP_S"))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         if self.trace_dir:  # one id for all ranks of this process group
@@ -101,6 +105,9 @@ class FaultInjector(L.Callback):
                     p.grad.fill_(float("nan"))
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.sleep_s and trainer.global_step != self._slept_at:
+            self._slept_at = trainer.global_step
+            time.sleep(self.sleep_s)
         if self._first_step is not None and trainer.global_step > self._first_step:
             self._event("first_step", time.time(), trainer.global_rank)
             self._first_step = None
