@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,22 +28,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO.parent))
+
+from tests.trainer.training.helpers import descendants, free_port  # noqa: E402
+
 BIN = Path(sys.executable).parent
 DEFAULT_CONF = "is_host=false"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def descendants(pid: int) -> list[int]:
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [d for c in children for d in (int(c), *descendants(int(c)))]
 
 
 def records(trace: Path, prefix: str) -> list[dict]:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from distributed_llm_trainer.training.checkpoint_io import load_checkpoint_file
 
-from .helpers import DEBUG, FAST, REPO, script
+from .helpers import DEBUG, FAST, REPO, descendants, free_port, script
 
 pytestmark = pytest.mark.slow
 SAME = ["training.max_steps=10", "training.global_batch_size=8", "training.batch_size=4", "logging.interval=1",
@@ -88,10 +87,6 @@ def test_fsdp_sharded_checkpoint_resumes(tmp_path: Path) -> None:
     assert all(abs(a[s] - b[s]) <= 1e-5 for s in a), (a, b)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torchrun_two_nodes(out: Path, *extra: str, per_node: int = 1, name: str = "twonode",
@@ -101,7 +96,7 @@ def _torchrun_two_nodes(out: Path, *extra: str, per_node: int = 1, name: str = "
     When one node fails, the other is stopped after a short grace: otherwise its agent would sit in torchelastic's
     exit barrier (300 s) waiting for an agent that skips it after a failure.
     """
-    port = _free_port()
+    port = free_port()
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
     logs = out / "torchrun-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -139,17 +134,11 @@ def _torchrun_two_nodes(out: Path, *extra: str, per_node: int = 1, name: str = "
     return results
 
 
-def _descendants(pid: int) -> list[int]:
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [d for c in children for d in (int(c), *_descendants(int(c)))]
 
 
 def _dump_stacks_and_kill(proc: subprocess.Popen) -> None:
     """SIGABRT the agent and its workers first: with PYTHONFAULTHANDLER they print every thread's stack."""
-    pids = [proc.pid, *_descendants(proc.pid)]
+    pids = [proc.pid, *descendants(proc.pid)]
     for sig in (signal.SIGABRT, signal.SIGKILL):
         for pid in pids:
             try:

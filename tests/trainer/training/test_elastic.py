@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEBUG, FAST, REPO
+from .helpers import DEBUG, FAST, REPO, descendants, free_port
 
 pytestmark = pytest.mark.slow
 MAX_STEPS, EVERY = 180, 10
@@ -33,18 +32,8 @@ ARGS = [f"training.max_steps={MAX_STEPS}", "training.global_batch_size=12", "tra
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _descendants(pid: int) -> list[int]:
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [d for c in children for d in (int(c), *_descendants(int(c)))]
 
 
 class Agent:
@@ -58,7 +47,7 @@ class Agent:
 
     def kill(self) -> None:
         """SIGKILL the agent and its workers at once, as a lost node (nothing gets to clean up)."""
-        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -108,7 +97,7 @@ def _losses(run: Path, key: str) -> dict[int, float]:
 @pytest.fixture
 def store(tmp_path: Path):
     """A standalone ``llmtj-rendezvous`` store, and the ``PET_*`` settings that point agents at it."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "store.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(BIN / "llmtj-rendezvous"), "--port", str(port)], stdout=out,

@@ -80,9 +80,23 @@ def torchrun_env(env: Mapping[str, str]) -> dict[str, str]:
     return {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": env.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")}
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when llmtj-worker dies (a session of its own no longer ties it to us)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
 def supervise(cmd: list[str], error_file: Path) -> int:
     """Run torchrun; forward SIGTERM/SIGINT; stop it as soon as a rank reports bad input (permanent: exit 2)."""
-    proc = subprocess.Popen(cmd, env={**os.environ, **torchrun_env(os.environ), "LLMTJ_ERROR_FILE": str(error_file)})
+    # A session of its own: a signal sent to our whole process group (a shell's Ctrl-C, ``kill -- -PGID``, a node
+    # agent's killpg) reaches torchrun only as the one copy we forward. A second SIGTERM would abort torchrun's
+    # graceful shutdown midway and take the workers down before their checkpoint.
+    proc = subprocess.Popen(cmd, env={**os.environ, **torchrun_env(os.environ), "LLMTJ_ERROR_FILE": str(error_file)},
+                            start_new_session=True, preexec_fn=_die_with_parent)
 
     stopped: list[int] = []
 
