@@ -12,6 +12,11 @@ from . import names
 from .api import JobSpec
 
 TERMINATION_LOG = "/dev/termination-log"
+# is_host=false: the store pod serves the rendezvous. torch's defaults wait 30 s for more nodes once the minimum is
+# there (last_call) and take 15 s to declare a silent node dead (5 s x 3 heartbeats): 44 s of a 51 s restart after a
+# lost node on the CPU benchmark; these make it 10 s of 17 s (trainer_image/bench/elastic_restart.py). A job can set
+# PET_RDZV_CONF in spec.env to choose others.
+RDZV_CONF = "is_host=false,last_call_timeout=5,keep_alive_interval=2,keep_alive_max_attempt=3"
 
 
 def torchrun_env(job: str, namespace: str, uid: str, spec: JobSpec) -> list[dict[str, str]]:
@@ -20,7 +25,7 @@ def torchrun_env(job: str, namespace: str, uid: str, spec: JobSpec) -> list[dict
         "PET_NPROC_PER_NODE": str(spec.procs_per_pod),
         "PET_RDZV_BACKEND": "c10d",
         "PET_RDZV_ENDPOINT": f"{names.rendezvous_host(job, namespace)}:{spec.rendezvous_port}",
-        "PET_RDZV_CONF": "is_host=false",
+        "PET_RDZV_CONF": RDZV_CONF,
         "PET_RDZV_ID": uid,
         "PET_MAX_RESTARTS": str(spec.elastic.max_restarts),
         # SIGTERM to SIGKILL for the workers: the pod's grace period, less 10 s for torchrun and the pod to exit

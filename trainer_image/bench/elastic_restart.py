@@ -5,9 +5,13 @@
 Two ``llmtj-worker`` agents (torchrun ``--nnodes=1:3``, c10d rendezvous on an ``llmtj-rendezvous`` store, one
 process each) train the debug model with a checkpoint every ``--every`` steps. Then, in turn:
 
-- ``kill``: one agent is SIGKILLed with its worker (a lost node), halfway through a checkpoint interval;
+- ``kill rank 0``: the first agent is SIGKILLed with its worker (a lost node), halfway through a checkpoint
+  interval;
 - ``join``: a new agent joins (the running workers save on SIGTERM and the group re-forms larger);
 - ``stop``: one agent gets SIGTERM (pod deletion, eviction): every rank saves, the others re-form without it.
+
+``--worker0`` also measures torchrun's default set-up for comparison: no store process, the first agent hosts the
+rendezvous store (worker 0's in a PyTorchJob); SIGKILL that agent and time how the survivor ends.
 
 Each change is timed to the first optimizer step of the new world and split into ``rendezvous`` (the change ->
 the new worker processes start: failure detection, the agents' restart, the rendezvous round), ``start``
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +38,7 @@ sys.path.insert(0, str(REPO.parent))
 from tests.trainer.training.helpers import descendants, free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
-DEFAULT_CONF = "is_host=false"
+DEFAULT_CONF = "is_host=false,last_call_timeout=5,keep_alive_interval=2,keep_alive_max_attempt=3"  # the operator's
 
 
 
@@ -48,12 +53,12 @@ def records(trace: Path, prefix: str) -> list[dict]:
 
 
 class Run:
-    def __init__(self, out: Path, every: int, rdzv_conf: str) -> None:
+    def __init__(self, out: Path, every: int, rdzv_conf: str, store: bool = True) -> None:
         self.out, self.trace = out, out / "trace"
         self.trace.mkdir(parents=True)
-        port = free_port()
+        self.port = port = free_port()
         self.store = subprocess.Popen([str(BIN / "llmtj-rendezvous"), "--port", str(port)],
-                                      stdout=open(out / "store.log", "w"), stderr=subprocess.STDOUT)
+                                      stdout=open(out / "store.log", "w"), stderr=subprocess.STDOUT) if store else None
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "LLMTJ_CONFIG": str(REPO / "config" / "debug.yaml"),
                     "LLMTJ_OUTPUT_DIR": str(out), "LLMTJ_RUN_NAME": "bench", "DLT_TRACE_BATCHES": str(self.trace),
                     "PET_NNODES": "1:3", "PET_NPROC_PER_NODE": "1", "PET_RDZV_BACKEND": "c10d",
@@ -103,8 +108,9 @@ class Run:
     def close(self) -> None:
         for name in list(self.agents):
             self.kill(name)
-        self.store.terminate()
-        self.store.wait(timeout=30)
+        if self.store is not None:
+            self.store.terminate()
+            self.store.wait(timeout=30)
 
 
 def measure(run: Run, change: str, at: float, old_group: float, every: int) -> dict:
@@ -142,8 +148,8 @@ def scenario(out: Path, every: int, rdzv_conf: str) -> list[dict]:
         # kill halfway through an interval: the expected loss of a crash is half an interval
         run.wait("mid-interval", lambda: run.step()[0] % every == every // 2)
         at, group = time.time(), run.step()[2]
-        run.kill("b")
-        results.append(measure(run, "kill", at, group, every))
+        run.kill("a")  # the first agent: rank 0, which hosts the store in torchrun's default set-up
+        results.append(measure(run, "kill rank 0", at, group, every))
         run.wait("a few steps", lambda: run.step()[0] % every == every // 2)
         at, group = time.time(), run.step()[2]
         run.start("c")
@@ -157,10 +163,41 @@ def scenario(out: Path, every: int, rdzv_conf: str) -> list[dict]:
     return results
 
 
+def worker0_endpoint(out: Path, every: int) -> dict:
+    """torchrun's default: the first agent serves the store. Kill it: does the survivor re-form or end?"""
+    run = Run(out, every, "last_call_timeout=5,keep_alive_interval=2,keep_alive_max_attempt=3", store=False)
+    try:
+        run.start("a")
+        deadline = time.monotonic() + 120
+        while True:  # a binds the endpoint's port first: it hosts the store
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", run.port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise SystemExit("agent a never served the rendezvous store")
+            time.sleep(0.1)
+        run.start("b")
+        run.wait("2 workers", lambda: run.step()[1] == 2 and run.step()[0] >= every + every // 2)
+        at, group = time.time(), run.step()[2]
+        run.kill("a")
+        survivor = run.agents["b"]
+        try:
+            code = survivor.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            code = None
+        ended_s = round(time.time() - at, 2)
+        return {"change": "kill the store's host (agent 0)", "survivor_exit_code": code,
+                "survivor_ended_after_s": ended_s, "new_world_formed": run.step()[2] > group,
+                "note": "every agent lost the rendezvous: on a cluster all worker pods fail and are replaced"}
+    finally:
+        run.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--every", type=int, default=20, help="checkpoint interval in optimizer steps")
+    parser.add_argument("--worker0", action="store_true", help="also measure torchrun's default store host")
     parser.add_argument("--rdzv-conf", action="append", default=None,
                         help=f"torchrun --rdzv-conf to measure (repeatable; default: {DEFAULT_CONF!r})")
     args = parser.parse_args()
@@ -169,6 +206,8 @@ def main() -> None:
     report = {"machine": f"{os.cpu_count()} CPUs", "model": "gpt-debug", "global_batch": 12, "runs": []}
     for i, conf in enumerate(confs):
         report["runs"].append({"rdzv_conf": conf, "changes": scenario(base / f"run{i}", args.every, conf)})
+    if args.worker0:
+        report["worker0_endpoint"] = worker0_endpoint(base / "worker0", args.every)
     print(json.dumps(report, indent=1))
 
 
