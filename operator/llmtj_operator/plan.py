@@ -15,6 +15,7 @@ from . import conditions as cond
 from . import names
 from .api import JobSpec
 from .pods import PodView
+from .scaling import scale
 
 TERMINAL = ("Succeeded", "Failed")
 
@@ -68,6 +69,7 @@ def _finish(plan: Plan, phase: str, reason: str, message: str, now: str, gen: in
 def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any], pods: list[PodView],
          now: datetime) -> Plan:
     st = {k: v for k, v in status.items() if k in _STATUS_KEYS}
+    previous = status.get("desiredReplicas")
     stamp = timestamp(now)
     by_index = {p.index: p for p in pods}
     desired = spec.replicas
@@ -112,6 +114,14 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
                 continue
             st["lastError"] = f"{p.name}: {p.error_line()}"
             result.events.append(("Warning", "WorkerFailed", f"{p.name} failed: {p.error_line()}; replacing it"))
+    resize = scale(desired, previous, bool(started), pods, ready, st.get("conditions") or [])
+    conditions = st.get("conditions") or []
+    if resize.active or cond.get(conditions, "Scaling"):  # the condition appears with the first resize
+        if resize.active and previous != desired:
+            result.events.append(("Normal", resize.reason, f"{previous} -> {desired} worker pods: {resize.message}"))
+        st["conditions"] = cond.upsert(conditions, "Scaling", resize.active, resize.reason, resize.message, stamp,
+                                       generation)
+    result.delete += [p.name for p in resize.surplus if p.name not in result.delete]
     missing = [i for i in range(desired) if i not in by_index]
     resuming = st.get("phase") == "Suspended"  # pods stopped on purpose come back without counting as restarts
     if resuming and any(p.deleting for p in pods):
@@ -119,7 +129,7 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
     for i in missing:
         if names.worker(name, i) in stopped:
             stopped.discard(names.worker(name, i))
-        elif started and not resuming:  # a replacement: counts against backoffLimit
+        elif started and not resuming and i not in resize.new:  # a replacement: counts against backoffLimit
             if restarts + 1 > spec.backoff_limit:
                 return _finish(result, "Failed", "BackoffLimitExceeded",
                                f"{restarts} restarts used up backoffLimit={spec.backoff_limit}; last error: "
@@ -131,11 +141,15 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
         st["stoppedWorkers"] = sorted(stopped)
     if not started and (result.create or pods):  # pods may predate this operator (restarted mid-creation)
         st["startTime"] = stamp
-    replacing = bool(result.delete or (missing and started and not resuming) or any(p.deleting for p in pods))
+    # Pods leaving or joining through a resize are not a restart: only the job's own indices count here.
+    gone = {p.name for p in resize.surplus} | {p.name for p in pods if p.index >= desired}
+    replacing = bool([n for n in result.delete if n not in gone]
+                     or [i for i in missing if i not in resize.new and started and not resuming]
+                     or any(p.deleting and p.name not in gone for p in pods))
     if replacing:
         return _finish(result, "Restarting", "ReplacingWorkers", st.get("lastError") or "replacing worker pods",
                        stamp, generation, pods)
-    if ready >= desired:
+    if ready >= desired or (resize.active and st.get("phase") == "Running" and ready >= spec.min_replicas):
         return _finish(result, "Running", "AllWorkersRunning", f"{ready} worker pods training", stamp, generation,
                        pods)
     if st.get("phase") == "Restarting":  # replacements created, not yet running

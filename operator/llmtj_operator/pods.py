@@ -28,6 +28,7 @@ class PodView:
     restart_count: int  # the job's restart count when this pod was created (annotation)
     node: str | None
     disrupted: bool = False  # evicted, preempted or shut down with its node (pod reason or DisruptionTarget)
+    unschedulable: str = ""  # the scheduler's reason while it cannot place the pod (PodScheduled False)
 
     @property
     def terminal(self) -> bool:
@@ -102,4 +103,6 @@ def view(pod: dict[str, Any]) -> PodView | None:
         restart_count=restarts, node=(pod.get("spec") or {}).get("nodeName"),
         disrupted=status.get("reason") in DISRUPTED_REASONS or any(
             c.get("type") == "DisruptionTarget" and c.get("status") == "True" for c in status.get("conditions") or []),
+        unschedulable=next((c.get("message") or "unschedulable" for c in status.get("conditions") or []
+                            if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"), ""),
     )

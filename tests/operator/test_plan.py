@@ -67,6 +67,45 @@ def test_a_worker_stopped_on_purpose_is_replaced_without_counting():
     assert run({"replicas": 2, "backoffLimit": 0}, killed.status, [pod(0)]).status["phase"] == "Failed"
 
 
+ELASTIC = {"elastic": {"minReplicas": 1, "maxReplicas": 3}}
+
+
+def test_scale_up_adds_the_new_index_without_counting_and_keeps_training_meanwhile():
+    running = {**STARTED, "desiredReplicas": 2}
+    up = run({"replicas": 3, **ELASTIC}, running, [pod(0), pod(1)])
+    assert up.create == [(2, 0)] and up.delete == [] and up.status["restartCount"] == 0
+    assert up.status["phase"] == "Running" and cond.get(up.status["conditions"], "Scaling")["reason"] == "ScalingUp"
+    assert [e[1] for e in up.events] == ["ScalingUp"] and "2 -> 3" in up.events[0][2]
+    stuck = pod(2, "Pending", ready=False)
+    stuck["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                      "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]
+    waiting = run({"replicas": 3, **ELASTIC}, up.status, [pod(0), pod(1), stuck])
+    scaling = cond.get(waiting.status["conditions"], "Scaling")
+    assert waiting.status["phase"] == "Running" and waiting.create == [] and scaling["status"] == "True"
+    assert scaling["reason"] == "WaitingForPods" and "Insufficient nvidia.com/gpu" in scaling["message"]
+    assert "training goes on with 2 worker pods" in scaling["message"] and waiting.events == []
+    done = run({"replicas": 3, **ELASTIC}, waiting.status, [pod(0), pod(1), pod(2)])
+    assert cond.get(done.status["conditions"], "Scaling")["status"] == "False" and done.status["phase"] == "Running"
+
+
+def test_scale_down_removes_the_highest_indices_gracefully_without_a_restart():
+    running = {**STARTED, "desiredReplicas": 3}
+    down = run({"replicas": 1, **ELASTIC}, running, [pod(0), pod(1), pod(2)])
+    assert sorted(down.delete) == ["tiny-worker-1", "tiny-worker-2"] and down.create == []
+    assert down.status["phase"] == "Running" and down.status["restartCount"] == 0
+    assert cond.get(down.status["conditions"], "Scaling")["reason"] == "ScalingDown"
+    leaving = run({"replicas": 1, **ELASTIC}, down.status, [pod(0), pod(1, deleting=True), pod(2, deleting=True)])
+    assert leaving.delete == [] and leaving.status["phase"] == "Running"  # not Restarting: nothing failed
+    assert cond.is_true(leaving.status["conditions"], "Scaling")
+    gone = run({"replicas": 1, **ELASTIC}, leaving.status, [pod(0)])
+    assert not cond.is_true(gone.status["conditions"], "Scaling") and gone.status["restartCount"] == 0
+
+
+def test_no_scaling_condition_before_any_resize():
+    p = run({"replicas": 2}, {**STARTED, "desiredReplicas": 2}, [pod(0), pod(1)])
+    assert cond.get(p.status["conditions"], "Scaling") is None
+
+
 def test_backoff_limit_exhausted_fails_with_the_last_error():
     status = {**STARTED, "restartCount": 2, "lastError": "tiny-worker-1: error: out of memory"}
     p = run({"replicas": 2, "backoffLimit": 2}, status, [pod(0)])
