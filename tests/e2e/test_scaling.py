@@ -44,7 +44,8 @@ def test_kubectl_scale_resizes_a_running_job_without_restarts(operator, namespac
     operator.kubectl("scale", "llmtj/resized", "-n", namespace, "--replicas=1", check=True)
     assert poll(lambda: _settled(operator, namespace, 1), timeout=240), \
         f"{get_job(operator, namespace, 'resized')['status']}\n{pod_logs(operator, namespace)}"
-    assert [p["metadata"]["name"] for p in workers(operator, namespace)] == ["resized-worker-0"]
+    assert poll(lambda: [p["metadata"]["name"] for p in workers(operator, namespace)] == ["resized-worker-0"],
+                timeout=60)
 
     status = wait_phase(operator, namespace, "resized", ("Succeeded", "Failed"), timeout=600)["status"]
     assert status["phase"] == "Succeeded" and status["restartCount"] == 0, f"{status}\n{pod_logs(operator, namespace)}"
