@@ -83,6 +83,18 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path: Path) -> None:
         assert newest_valid_checkpoint(tmp_path) is None  # never a silently trusted half state
 
 
+def test_a_resumed_run_does_not_save_its_first_step_again_mid_accumulation(tmp_path: Path) -> None:
+    """Resumed at a checkpoint step with accumulation 2: Lightning's ModelCheckpoint saved that step again after the
+    first micro-batch (step-00000002-v1.ckpt and last.ckpt, mid-step); a resume from those skipped its windows."""
+    common = ["training.global_batch_size=8", "training.batch_size=4", "checkpoint.every_n_steps=2",
+              "checkpoint.export_hf=false", "distributed.accelerator=cpu"]
+    assert cli(train_args(tmp_path, "acc", "training.max_steps=2", *common))[0] == 0
+    assert cli([*train_args(tmp_path, "acc", "training.max_steps=3", *common), "--resume", str(tmp_path / "acc")]
+               )[0] == 0
+    names = sorted(p.name for p in (tmp_path / "acc" / "checkpoints").glob("*.ckpt"))
+    assert names == ["best.ckpt", "last.ckpt", "step-00000002.ckpt"], names
+
+
 def test_nan_steps_are_skipped_and_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DLT_FAULT_NAN_AT_STEPS", "5,6")
     args = train_args(tmp_path, "nan", "training.max_steps=8", "checkpoint.every_n_steps=4", "logging.interval=1",

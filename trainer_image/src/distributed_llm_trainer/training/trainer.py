@@ -49,9 +49,22 @@ class FinalValidation(L.Callback):
             trainer.should_stop = True
 
 
+class StepCheckpoint(ModelCheckpoint):
+    """Lightning's periodic checkpoint, without a second save of the step a run resumed at.
+
+    ModelCheckpoint does not restore which step it saved last: a run resumed at step 20 (a multiple of
+    ``every_n_train_steps``) with accumulation > 1 saved step 20 again after its first micro-batch, a checkpoint
+    in the middle of an accumulation window whose resume then skipped that micro-batch's windows.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_global_step_saved = trainer.global_step  # restored from a checkpoint of this very step
+
+
 def checkpoint_callbacks(cfg: Config, ckpt_dir: Path) -> list[L.Callback]:
     every = cfg.checkpoint.every_n_steps or cfg.training.eval_interval
-    periodic = ModelCheckpoint(
+    periodic = StepCheckpoint(
         dirpath=ckpt_dir,
         filename="step-{step:08d}",
         auto_insert_metric_name=False,
