@@ -20,6 +20,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kubeconfig", help="kubeconfig file; default: in-cluster, else $KUBECONFIG or ~/.kube/config")
     p.add_argument("--trainer-image", help="image of jobs that name none (env LLMTJ_TRAINER_IMAGE)")
     p.add_argument("--health", default="http://0.0.0.0:8080/healthz", help="liveness endpoint for the probes")
+    p.add_argument("--peering", default=os.environ.get("LLMTJ_PEERING") or None,
+                   help="run as one of several replicas, exactly one acting, through kopf's peering object of this "
+                        "name (env LLMTJ_PEERING; needs the kopf.dev peering CRDs); unset: run alone")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -32,11 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["LLMTJ_TRAINER_IMAGE"] = args.trainer_image
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from . import handlers  # registers the handlers
+    from .peering import peering_object, priority
 
+    if args.peering:  # the shared record of the replicas; kopf only updates it
+        for ns in args.namespace or [None]:
+            handlers.kube().ensure_peering(peering_object(args.peering, ns))
     asyncio.run(kopf.operator(
-        clusterwide=not args.namespace, namespaces=args.namespace, standalone=True,
-        liveness_endpoint=args.health,
+        clusterwide=not args.namespace, namespaces=args.namespace, liveness_endpoint=args.health,
+        standalone=not args.peering, peering_name=args.peering, priority=priority() if args.peering else None,
     ))
     return 0
 

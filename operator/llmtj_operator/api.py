@@ -94,9 +94,10 @@ class JobSpec(ApiModel):
     config_from: ConfigSource | None = Field(None, description="Or: a ConfigMap key holding the trainer's YAML config.")
     replicas: int = Field(1, ge=1, description="Worker pods (nodes of the torchrun group).")
     elastic: ElasticPolicy = Field(default_factory=ElasticPolicy, description="Elastic bounds and torchrun restarts.")
-    nproc_per_node: int | None = Field(None, ge=1, description="Training processes per pod; default: the pod's "
-                                       "nvidia.com/gpu count, else 1.")
-    image: str | None = Field(None, description="Trainer image; default: the operator's configured image.")
+    nproc_per_node: int | None = Field(None, ge=1, description="Training processes per pod, at most the pod's "
+                                       "nvidia.com/gpu count; default: that count, else 1.")
+    image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's configured "
+                              "image.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Image pull "
                                                                                    "policy.")
     resources: ResourceRequirements | None = Field(None, description="Resources per worker pod.")
@@ -154,6 +155,12 @@ class CheckpointStatus(ApiModel):
     step: int = Field(description="Optimizer step it was saved at.")
 
 
+class GangRetry(ApiModel):
+    attempts: int = Field(description="Times the scheduler could not place minReplicas worker pods together.")
+    retry_at: str = Field(description="When the released pods are handed to the scheduler again (RFC 3339).")
+    reason: str = Field(description="The scheduler's message for the last try.")
+
+
 class JobStatus(ApiModel):
     phase: Phase | None = Field(None, description="Pending, Running, Restarting, Succeeded, Failed or Suspended.")
     conditions: list[Condition] | None = Field(None, description="Latest observations, one per type.")
@@ -167,6 +174,8 @@ class JobStatus(ApiModel):
     restart_count: int | None = Field(None, description="Worker restarts so far (any failure), against backoffLimit.")
     stopped_workers: list[str] | None = Field(None, description="Worker pods stopped on purpose (SIGTERM, eviction) "
                                               "after a checkpoint, being replaced without counting as restarts.")
+    gang_retry: GangRetry | None = Field(None, description="Set while fewer than minReplicas worker pods can be "
+                                         "scheduled together: the job's pods are released and retried with backoff.")
     start_time: str | None = Field(None, description="When the first worker pod was created.")
     completion_time: str | None = Field(None, description="When the job succeeded or failed.")
     step: int | None = Field(None, description="Newest known optimizer step (from the newest checkpoint).")

@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, JobSpec, JobStatus
+from .api import GPU_RESOURCE, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, JobSpec, JobStatus
 from .structural import structural
+
+
+def _gpus_whole(resources: str) -> str:
+    """CEL: the GPU count in a limits/requests map is absent or a whole number (an int, or a string of digits)."""
+    return f"(!('{GPU_RESOURCE}' in {resources}) || string({resources}['{GPU_RESOURCE}']).matches('^[0-9]+$'))"
+
+
+def _gpus(resources: str) -> str:
+    """CEL: the GPU count in a limits/requests map as an int, 0 when absent; only where it is whole."""
+    return f"('{GPU_RESOURCE}' in {resources} ? int(string({resources}['{GPU_RESOURCE}'])) : 0)"
+
 
 # Cross-field rules the API server checks (CEL); each names its field so kubectl shows where the problem is.
 SPEC_RULES = [
@@ -22,6 +33,60 @@ SPEC_RULES = [
      "message": "replicas must be at least elastic.minReplicas", "fieldPath": ".replicas"},
     {"rule": "!has(self.elastic) || !has(self.elastic.maxReplicas) || self.replicas <= self.elastic.maxReplicas",
      "message": "replicas must be at most elastic.maxReplicas", "fieldPath": ".replicas"},
+    {"rule": f"!has(self.nprocPerNode) || !has(self.resources) || !has(self.resources.limits) || "
+             f"!{_gpus_whole('self.resources.limits')} || {_gpus('self.resources.limits')} == 0 || "
+             f"self.nprocPerNode <= {_gpus('self.resources.limits')}",
+     "message": f"nprocPerNode must not exceed the pod's {GPU_RESOURCE} limit: each training process drives a GPU "
+                "of its own; lower nprocPerNode or raise the limit", "fieldPath": ".nprocPerNode"},
+]
+
+# Rules on nodes inside spec, by path ("[]": a list's items): what a worker pod would refuse, so that the API server
+# says it when the job is applied instead of the operator failing to create the job's pods.
+NESTED_RULES: dict[str, list[dict[str, str]]] = {
+    "env[]": [
+        {"rule": "!has(self.valueFrom) || !has(self.value) || self.value == ''",
+         "message": "set either value or valueFrom, not both", "fieldPath": ".valueFrom"},
+    ],
+    "tolerations[]": [
+        {"rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+         "message": "operator Exists matches every value of the taint; remove value, or use operator Equal",
+         "fieldPath": ".value"},
+        {"rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+         "message": "an empty key matches every taint, which needs operator Exists; set key, or operator: Exists",
+         "fieldPath": ".operator"},
+        {"rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+         "message": "tolerationSeconds applies only to effect NoExecute; set effect: NoExecute, or remove "
+                    "tolerationSeconds", "fieldPath": ".tolerationSeconds"},
+    ],
+    "resources": [
+        {"rule": f"!has(self.limits) || {_gpus_whole('self.limits')}",
+         "message": f"{GPU_RESOURCE} must be a whole number of GPUs, 0 or more", "fieldPath": ".limits"},
+        {"rule": f"!has(self.requests) || {_gpus_whole('self.requests')}",
+         "message": f"{GPU_RESOURCE} must be a whole number of GPUs, 0 or more", "fieldPath": ".requests"},
+        {"rule": f"!has(self.requests) || !('{GPU_RESOURCE}' in self.requests) || !{_gpus_whole('self.requests')} || "
+                 f"(has(self.limits) && '{GPU_RESOURCE}' in self.limits && {_gpus_whole('self.limits')} && "
+                 f"{_gpus('self.requests')} == {_gpus('self.limits')})",
+         "message": f"GPUs cannot be overcommitted: a {GPU_RESOURCE} request needs an equal limit; set it under "
+                    "limits only (the request follows)", "fieldPath": ".requests"},
+    ],
+    "checkpoint": [
+        {"rule": "!has(self.mountPath) || "
+                 "!self.mountPath.matches('^/+((etc/+llmtj|dev/+shm|dev/+termination-log)/*)?$')",
+         "message": "mountPath must not be / or a path the operator mounts (/etc/llmtj: the config, /dev/shm: shared "
+                    "memory, /dev/termination-log: the error line); choose a directory of its own, such as "
+                    "/checkpoints", "fieldPath": ".mountPath"},
+    ],
+}
+
+# The job's name names its pods (<job>-worker-<index>, <job>-rendezvous), which use it as their hostname, a DNS label
+# of at most 63 characters, and its Service (<job>-workers), a DNS-1035 label (a letter first) before Kubernetes 1.36.
+# 49 characters leave room for "-worker-" and a six-digit index.
+NAME_MAX = 49
+NAME_RULES = [
+    {"rule": f"self.size() <= {NAME_MAX} && self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+     "message": f"must be at most {NAME_MAX} characters of lowercase letters, digits and '-', starting with a letter "
+                "and ending with a letter or digit: it names the job's pods (<name>-worker-<index>) and their "
+                "hostnames, DNS labels of at most 63 characters; choose another name"},
 ]
 
 PRINTER_COLUMNS = [
@@ -42,7 +107,18 @@ def spec_schema(config_schema: dict[str, Any]) -> dict[str, Any]:
     for section in ("elastic", "checkpoint"):  # defaulted as a whole, so stored jobs show every effective value
         spec["properties"][section]["default"] = {}
     spec["x-kubernetes-validations"] = SPEC_RULES
+    for path, rules in NESTED_RULES.items():
+        _node(spec, path)["x-kubernetes-validations"] = rules
     return spec
+
+
+def _node(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    """The schema node at a dotted path of property names, "name[]" stepping into a list's items."""
+    for part in path.split("."):
+        schema = schema["properties"][part.removesuffix("[]")]
+        if part.endswith("[]"):
+            schema = schema["items"]
+    return schema
 
 
 def status_schema() -> dict[str, Any]:
@@ -61,7 +137,9 @@ def build_crd(config_schema: dict[str, Any]) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            # a CRD may restrict only metadata.name (and generateName); a rule there names the field in its error
+            "metadata": {"type": "object", "properties": {"name": {"type": "string",
+                                                                   "x-kubernetes-validations": NAME_RULES}}},
             "spec": spec_schema(config_schema),
             "status": status_schema(),
         },

@@ -12,6 +12,7 @@ import kopf
 from . import names
 from .api import GROUP, PLURAL, VERSION
 from .kube import Kube, load_config
+from .peering import LIFETIME_SECONDS
 from .reconcile import forget, reconcile
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 60
     settings.networking.error_backoffs = [1, 2, 5, 10]
+    settings.peering.lifetime = LIFETIME_SECONDS  # with --peering: how soon a standby replaces a dead replica
+    settings.peering.stealth = True  # no log line per keep-alive
     kube()
 
 

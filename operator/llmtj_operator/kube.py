@@ -12,6 +12,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from .api import GROUP, PLURAL, VERSION
+from .peering import CLUSTER_PLURAL, NAMESPACED_PLURAL
 
 log = logging.getLogger(__name__)
 COMPONENT = "llm-training-operator"
@@ -95,11 +96,44 @@ class Kube:
         pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
         return [self.client.sanitize_for_serialization(p) for p in pods.items]
 
+    def node_ready(self, name: str) -> bool:
+        """Whether a node's kubelet reports Ready (False for a node that is gone)."""
+        try:
+            node = self.core.read_node(name)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+
+    def set_scheduling_gates(self, namespace: str, name: str, gates: list[dict[str, str]]) -> None:
+        """Replace a pod's scheduling gates (the API only lets them shrink): the scheduler takes it when none remain."""
+        try:
+            self.core.patch_namespaced_pod(name, namespace, [{"op": "replace", "path": "/spec/schedulingGates",
+                                                              "value": gates}])
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         try:
             self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
         except ApiException as e:
             if e.status != 404:
+                raise
+
+    # --- peering -----------------------------------------------------------------------------------------------
+    def ensure_peering(self, obj: dict[str, Any]) -> None:
+        """Create kopf's peering object (cluster-wide, or in a namespace) unless it exists."""
+        group, version = obj["apiVersion"].split("/")
+        ns = obj["metadata"].get("namespace")
+        try:
+            if ns:
+                self.custom.create_namespaced_custom_object(group, version, ns, NAMESPACED_PLURAL, obj)
+            else:
+                self.custom.create_cluster_custom_object(group, version, CLUSTER_PLURAL, obj)
+        except ApiException as e:
+            if e.status != 409:
                 raise
 
     # --- events ------------------------------------------------------------------------------------------------

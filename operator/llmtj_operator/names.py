@@ -6,6 +6,11 @@ JOB_LABEL = "llmtj.dev/job-name"
 INDEX_LABEL = "llmtj.dev/replica-index"
 ROLE_LABEL = "llmtj.dev/role"
 RESTARTS_ANNOTATION = "llmtj.dev/restart-count"  # the job's restart count when this pod was created
+GANG_GATE = "llmtj.dev/gang"  # scheduling gate holding a job's released pods until its gang is tried again
+# Kueue's plain-pod-group integration: the queue (copied from the job's label), the group and its size.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+KUEUE_COUNT_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
 MANAGED_BY = "llm-training-operator"
 CONTAINER = "trainer"
 CONFIG_KEY = "config.yaml"

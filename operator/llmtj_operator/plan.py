@@ -8,12 +8,14 @@ pods (server-side state is the truth). The failure itself is not counted, the re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from . import conditions as cond
 from . import names
 from .api import JobSpec
+from .clock import parse, timestamp
+from .gang import gang
 from .pods import PodView
 from .scaling import scale
 
@@ -25,17 +27,9 @@ class Plan:
     status: dict[str, Any]
     create: list[tuple[int, int]] = field(default_factory=list)  # (index, restart count for its annotation)
     delete: list[str] = field(default_factory=list)  # pod names
+    ungate: list[str] = field(default_factory=list)  # pod names whose gang gate comes off
+    gated: bool = False  # create the pods behind the gang gate
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-
-
-def timestamp(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(ts: str | None) -> datetime | None:
-    if not ts:
-        return None
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 def _progress(status: dict[str, Any], pods: list[PodView]) -> None:
@@ -66,6 +60,23 @@ def _finish(plan: Plan, phase: str, reason: str, message: str, now: str, gen: in
     return plan
 
 
+def _refuse_late_changes(result: Plan, spec: JobSpec, status: dict[str, Any], generation: int | None) -> None:
+    """A finished job ignores suspend and resizes (there is nothing to stop or resize): a Warning Event per new
+    generation says so, and status keeps the size the job finished at."""
+    finished_at = status.get("desiredReplicas")
+    if finished_at is not None:
+        result.status["desiredReplicas"] = finished_at
+        result.status["workers"] = f"{result.status['readyReplicas']}/{finished_at}"
+    if generation is None or status.get("observedGeneration") == generation:
+        return
+    changes = [f"spec.replicas={spec.replicas}"] if finished_at is not None and spec.replicas != finished_at else []
+    changes += ["spec.suspend=true"] if spec.suspend else []
+    if changes:
+        result.events.append(("Warning", "JobFinished", f"{' and '.join(changes)} ignored: the job is "
+                              f"{status['phase']} and never runs again; to train further, create a new job with the "
+                              "same checkpoint.claimName (it resumes from the newest checkpoint)"))
+
+
 def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any], pods: list[PodView],
          now: datetime) -> Plan:
     st = {k: v for k, v in status.items() if k in _STATUS_KEYS}
@@ -83,12 +94,13 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
     result = Plan(status=st)
     if st.get("phase") in TERMINAL:  # sticky: a finished job never starts again
         result.delete = [p.name for p in pods if not p.terminal and not p.deleting]
+        _refuse_late_changes(result, spec, status, generation)
         return result
     if spec.suspend:
         result.delete = [p.name for p in pods if not p.deleting]
         return _finish(result, "Suspended", "JobSuspended", "spec.suspend is true: pods stopped, checkpoints kept",
                        stamp, generation, pods)
-    started = _parse(st.get("startTime"))
+    started = parse(st.get("startTime"))
     if started and spec.active_deadline_seconds and (now - started).total_seconds() > spec.active_deadline_seconds:
         return _finish(result, "Failed", "DeadlineExceeded",
                        f"ran longer than activeDeadlineSeconds={spec.active_deadline_seconds}", stamp, generation, pods)
@@ -114,6 +126,19 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
                 continue
             st["lastError"] = f"{p.name}: {p.error_line()}"
             result.events.append(("Warning", "WorkerFailed", f"{p.name} failed: {p.error_line()}; replacing it"))
+    held = gang(spec.min_replicas, [p for p in pods if p.name not in result.delete], st.get("gangRetry") or {}, now)
+    if held.release:
+        result.delete += [p.name for p in held.release if p.name not in result.delete]
+        stopped |= {p.name for p in held.release}
+        result.events.append(("Warning", "PodsReleased", held.blocked))
+    result.ungate, result.gated = held.ungate, held.gate_new
+    if held.state or st.get("gangRetry"):
+        st["gangRetry"] = held.state or None
+    if held.blocked or cond.get(st.get("conditions") or [], "Scheduled"):  # appears with the first shortfall
+        st["conditions"] = cond.upsert(st.get("conditions") or [], "Scheduled", not held.blocked,
+                                       "Unschedulable" if held.blocked else "MinReplicasScheduled",
+                                       held.blocked or f"at least {spec.min_replicas} worker pods scheduled", stamp,
+                                       generation)
     resize = scale(desired, previous, bool(started), pods, ready, st.get("conditions") or [])
     conditions = st.get("conditions") or []
     if resize.active or cond.get(conditions, "Scaling"):  # the condition appears with the first resize
@@ -137,6 +162,7 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
             restarts += 1
         result.create.append((i, restarts))
     st["restartCount"] = restarts
+    stopped &= {names.worker(name, i) for i in range(desired)}  # a stopped pod above a new size never comes back
     if stopped or st.get("stoppedWorkers"):
         st["stoppedWorkers"] = sorted(stopped)
     if not started and (result.create or pods):  # pods may predate this operator (restarted mid-creation)
@@ -146,12 +172,18 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
     replacing = bool([n for n in result.delete if n not in gone]
                      or [i for i in missing if i not in resize.new and started and not resuming]
                      or any(p.deleting and p.name not in gone for p in pods))
+    if held.blocked:
+        return _finish(result, "Pending", "Unschedulable", held.blocked, stamp, generation, pods)
     if replacing:
         return _finish(result, "Restarting", "ReplacingWorkers", st.get("lastError") or "replacing worker pods",
                        stamp, generation, pods)
-    if ready >= desired or (resize.active and st.get("phase") == "Running" and ready >= spec.min_replicas):
+    if ready >= desired:
         return _finish(result, "Running", "AllWorkersRunning", f"{ready} worker pods training", stamp, generation,
                        pods)
+    unplaced = [f"{p.name}: {p.unschedulable}" for p in pods if p.unschedulable and not p.deleting]
+    if ready >= spec.min_replicas and ((resize.active and st.get("phase") == "Running") or unplaced):
+        return _finish(result, "Running", "MinWorkersRunning", f"{ready} of {desired} worker pods training"
+                       + (f"; waiting for {'; '.join(unplaced)}" if unplaced else ""), stamp, generation, pods)
     if st.get("phase") == "Restarting":  # replacements created, not yet running
         return result
     return _finish(result, "Pending", "WaitingForWorkers", f"{ready}/{desired} worker pods running", stamp,
@@ -159,4 +191,4 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
 
 
 _STATUS_KEYS = ("phase", "conditions", "startTime", "completionTime", "restartCount", "step", "lastCheckpoint",
-                "lastError", "worldSize", "stoppedWorkers")
+                "lastError", "worldSize", "stoppedWorkers", "gangRetry")

@@ -29,6 +29,7 @@ class PodView:
     node: str | None
     disrupted: bool = False  # evicted, preempted or shut down with its node (pod reason or DisruptionTarget)
     unschedulable: str = ""  # the scheduler's reason while it cannot place the pod (PodScheduled False)
+    gated: bool = False  # held back from the scheduler by the operator's gang gate
 
     @property
     def terminal(self) -> bool:
@@ -105,4 +106,5 @@ def view(pod: dict[str, Any]) -> PodView | None:
             c.get("type") == "DisruptionTarget" and c.get("status") == "True" for c in status.get("conditions") or []),
         unschedulable=next((c.get("message") or "unschedulable" for c in status.get("conditions") or []
                             if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"), ""),
+        gated=any(g.get("name") == names.GANG_GATE for g in (pod.get("spec") or {}).get("schedulingGates") or []),
     )

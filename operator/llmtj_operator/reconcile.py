@@ -18,9 +18,10 @@ from pydantic import ValidationError
 from . import conditions as cond
 from . import faults, names
 from .api import JobSpec
-from .checks import batch_problem
+from .checks import batch_problem, pod_template_problem
+from .clock import parse, timestamp
 from .kube import Kube
-from .plan import TERMINAL, plan, timestamp
+from .plan import TERMINAL, plan
 from .pods import view
 from .render import Job, build_claim, build_config_map, build_pod, build_rendezvous_pod, build_service
 from .store import store_action
@@ -56,7 +57,11 @@ def _yaml_mapping(text: str) -> dict[str, Any] | None:
 
 def check_inputs(kube: Kube, job: Job) -> None:
     """What only the cluster or the job's shape can answer, before anything is made: the ConfigMap and claim a job
-    names exist, and its config keeps its global batch at every world size the job may run at."""
+    names exist, its config keeps its global batch at every world size the job may run at, and its podTemplate
+    leaves the worker pods valid."""
+    problem = pod_template_problem(job.spec.pod_template)
+    if problem:
+        raise Rejected("InvalidPodTemplate", problem)
     ref = job.spec.config_from.config_map_key_ref if job.spec.config_from else None
     if ref is not None:
         cm = kube.read_config_map(job.namespace, ref.name)
@@ -108,8 +113,7 @@ def _expired(status: dict[str, Any], spec: JobSpec, now: datetime) -> bool:
     done = status.get("completionTime")
     if spec.ttl_seconds_after_finished is None or not done:
         return False
-    finished = datetime.strptime(done, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    return now >= finished + timedelta(seconds=spec.ttl_seconds_after_finished)
+    return now >= parse(done) + timedelta(seconds=spec.ttl_seconds_after_finished)
 
 
 def reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime | None = None,
@@ -139,7 +143,8 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
     if status.get("phase") in TERMINAL and _expired(status, spec, now):
         kube.delete_job(namespace, name)
         return
-    job = Job(name=name, namespace=namespace, uid=meta["uid"], spec=spec, image=spec.image or default_image)
+    job = Job(name=name, namespace=namespace, uid=meta["uid"], spec=spec, image=spec.image or default_image,
+              queue=(meta.get("labels") or {}).get(names.KUEUE_QUEUE_LABEL))
     active = status.get("phase") not in TERMINAL and not spec.suspend
     created = cond.is_true(status.get("conditions") or [], "Created")
     if active and (resync or not created or status.get("observedGeneration") != meta.get("generation")):
@@ -156,6 +161,7 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
     owned = [p for p in kube.list_pods(namespace, f"{names.JOB_LABEL}={name}") if _owned(p, meta["uid"])]
     workers = [p for p in owned if _role(p) == "worker"]
     views = [v for v in (view(p) for p in workers) if v is not None]
+    _release_from_lost_nodes(kube, body, owned)
     result = plan(name, spec, meta.get("generation"), status, views, now)
     store = next((p for p in owned if _role(p) == "rendezvous"), None)
     keep = result.status.get("phase") not in TERMINAL and result.status.get("phase") != "Suspended"
@@ -167,13 +173,35 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
     for pod_name in result.delete:
         kube.delete_pod(namespace, pod_name)
     for index, restarts in result.create:
-        kube.create(build_pod(job, index, restarts))
+        kube.create(build_pod(job, index, restarts, gated=result.gated))
         faults.point("pod-create")
+    by_name = {p["metadata"]["name"]: p for p in workers}
+    for pod_name in result.ungate:
+        gates = (by_name[pod_name].get("spec") or {}).get("schedulingGates") or []
+        kube.set_scheduling_gates(namespace, pod_name, [g for g in gates if g.get("name") != names.GANG_GATE])
     result.status["worldSize"] = result.status.get("readyReplicas", 0) * spec.procs_per_pod
     if result.status != status:
         kube.patch_status(namespace, name, result.status)
     for kind, reason, message in result.events:
         kube.event(body, kind, reason, message)
+
+
+def _release_from_lost_nodes(kube: Kube, body: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+    """A pod being deleted on a node that is not Ready (lost, or cut off) never finishes: no kubelet confirms it,
+    and its name, which the replacement needs, stays taken. Its processes are dead or fenced off from the job's
+    rendezvous, so it is removed at once (grace 0) and replaced on a node that works. The job's tolerations of
+    node.kubernetes.io/unreachable and not-ready (NoExecute) decide how soon a lost node's pods are evicted."""
+    ready: dict[str, bool] = {}
+    for pod in pods:
+        name, node = pod["metadata"]["name"], (pod.get("spec") or {}).get("nodeName")
+        if not node or not pod["metadata"].get("deletionTimestamp"):
+            continue
+        if node not in ready:
+            ready[node] = kube.node_ready(node)
+        if not ready[node]:
+            kube.delete_pod(body["metadata"]["namespace"], name, grace_seconds=0)
+            kube.event(body, "Warning", "NodeLost", f"{name} was on node {node}, which is not Ready: removed "
+                       "without waiting for its kubelet so that a replacement can start on another node")
 
 
 def _role(pod: dict[str, Any]) -> str | None:

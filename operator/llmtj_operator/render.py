@@ -16,6 +16,11 @@ from . import names
 from .api import GROUP, KIND, VERSION, JobSpec
 from .torchrun_env import TERMINATION_LOG, torchrun_env, trainer_env
 
+# A node that stops reporting is tainted unreachable (or not-ready) with NoExecute; the pods on it are evicted after
+# their toleration. Kubernetes' default is 300 s, a long time for a job whose other workers wait: 30 s, unless the
+# job sets its own toleration for these keys.
+LOST_NODE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+LOST_NODE_TOLERATION_SECONDS = 30
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
                 "seccompProfile": {"type": "RuntimeDefault"}}
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
@@ -28,6 +33,7 @@ class Job:
     uid: str
     spec: JobSpec
     image: str  # spec.image or the operator's default
+    queue: str | None = None  # the job's Kueue queue (its kueue.x-k8s.io/queue-name label), copied to its workers
 
 
 def owner_reference(job: Job) -> dict[str, Any]:
@@ -114,17 +120,31 @@ def _container(job: Job) -> dict[str, Any]:
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
-    if spec.resources is not None:
-        container["resources"] = spec.resources.model_dump(by_alias=True, exclude_none=True)
+    if spec.resources is not None:  # quantities as strings: the API's type (the client refuses `nvidia.com/gpu: 2`)
+        asked = spec.resources.model_dump(by_alias=True, exclude_none=True)
+        container["resources"] = {kind: {name: str(q) for name, q in amounts.items()}
+                                  for kind, amounts in asked.items()}
     return container
 
 
-def build_pod(job: Job, index: int, restart_count: int = 0) -> dict[str, Any]:
+def _tolerations(spec: JobSpec) -> list[dict[str, Any]]:
+    own = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations or []]
+    keys = {t.get("key") for t in own}
+    return own + [{"key": key, "operator": "Exists", "effect": "NoExecute",
+                   "tolerationSeconds": LOST_NODE_TOLERATION_SECONDS} for key in LOST_NODE_TAINTS if key not in keys]
+
+
+def build_pod(job: Job, index: int, restart_count: int = 0, gated: bool = False) -> dict[str, Any]:
+    """Worker ``index``; ``gated``: held back from the scheduler until the job's gang is tried again (gang.py)."""
     spec = job.spec
     name = names.worker(job.name, index)
     labels = {**names.selector_labels(job.name), names.INDEX_LABEL: str(index)}
+    annotations = {names.RESTARTS_ANNOTATION: str(restart_count)}
+    if job.queue:  # Kueue admits the workers as one plain pod group of spec.replicas pods
+        labels.update({names.KUEUE_QUEUE_LABEL: job.queue, names.KUEUE_GROUP_LABEL: job.name})
+        annotations[names.KUEUE_COUNT_ANNOTATION] = str(spec.replicas)
     meta = _metadata(job, name, labels)
-    meta["annotations"] = {names.RESTARTS_ANNOTATION: str(restart_count)}
+    meta["annotations"] = annotations
     pod_spec: dict[str, Any] = {
         "hostname": name,
         "subdomain": names.service(job.name),
@@ -139,8 +159,9 @@ def build_pod(job: Job, index: int, restart_count: int = 0) -> dict[str, Any]:
                        ("schedulerName", spec.scheduler_name)):
         if value:
             pod_spec[key] = value
-    if spec.tolerations:
-        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
+    pod_spec["tolerations"] = _tolerations(spec)
+    if gated:
+        pod_spec["schedulingGates"] = [{"name": names.GANG_GATE}]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
     return apply_template(pod, spec.pod_template) if spec.pod_template else pod
 
@@ -164,6 +185,7 @@ def build_rendezvous_pod(job: Job) -> dict[str, Any]:
         "restartPolicy": "Never",  # the operator replaces it (a fresh store: see reconcile)
         "terminationGracePeriodSeconds": 5, "enableServiceLinks": False,
         "securityContext": copy.deepcopy(POD_SECURITY), "containers": [container],
+        "tolerations": _tolerations(spec),
     }
     if spec.priority_class_name:
         pod_spec["priorityClassName"] = spec.priority_class_name

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,27 @@ def start_local_operator(kubeconfig: Path, log: Path, scope: tuple[str, ...] = (
     full.pop("KUBERNETES_SERVICE_HOST", None)
     return subprocess.Popen([exe, *scope, "--health", "http://127.0.0.1:0/healthz"], env=full,
                             stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+PEERING = "/apis/kopf.dev/v1/clusterkopfpeerings/llm-training-operator"
+
+
+def peers(cluster) -> dict[str, dict]:
+    """The replicas' live records in the peering object: pod name -> {priority, lifetime, lastseen}; a record not
+    renewed within its lifetime is a dead replica's."""
+    status = (cluster.get(PEERING) or {}).get("status") or {}
+    now = datetime.now(timezone.utc)
+    return {name: rec for name, rec in status.items() if isinstance(rec, dict) and rec.get("lifetime")
+            and datetime.fromisoformat(rec["lastseen"]) + timedelta(seconds=rec["lifetime"]) > now}
+
+
+def acting(cluster) -> str | None:
+    """The replica that acts: the live peer of the highest priority (kopf pauses the others)."""
+    live = peers(cluster)
+    return max(live, key=lambda n: live[n]["priority"]) if live else None
+
+
+def operator_pods(cluster) -> dict[str, dict]:
+    selector = "app.kubernetes.io/name%3Dllm-training-operator"
+    return {p["metadata"]["name"]: p for p in pods(cluster, OPERATOR_NS, selector)
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")}

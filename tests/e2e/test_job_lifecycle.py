@@ -9,7 +9,7 @@ import yaml
 from distributed_llm_trainer.training.checkpoint_io import load_checkpoint_file
 
 from .conftest import EXAMPLE
-from .jobs import claim_dir, events, get_job, pod_logs, pods, wait_gone, wait_phase
+from .jobs import claim_dir, events, get_job, pod_logs, pods, poll, wait_gone, wait_phase
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -40,6 +40,20 @@ def test_example_job_trains_to_success_and_delete_keeps_the_claim(operator, name
     assert state["global_step"] == 40
     reasons = {e["reason"] for e in events(operator, namespace)}
     assert {"AllWorkersRunning", "TrainingFinished"} <= reasons, reasons
+
+    # a finished job is not resized or suspended: a Warning Event says so, nothing starts (bad inputs P27, P28)
+    def warned(prefix: str) -> bool:
+        return any(e["reason"] == "JobFinished" and e["type"] == "Warning" and e["message"].startswith(prefix)
+                   for e in events(operator, namespace))
+
+    operator.kubectl("scale", "llmtj/tiny", "-n", namespace, "--replicas=1", check=True)
+    assert poll(lambda: warned("spec.replicas=1 ignored: the job is Succeeded and never runs again"), timeout=30)
+    operator.kubectl("patch", "llmtj", "tiny", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}',
+                     check=True)
+    assert poll(lambda: warned("spec.replicas=1 and spec.suspend=true ignored: the job is Succeeded"), timeout=30)
+    after = get_job(operator, namespace, "tiny")["status"]
+    assert after["phase"] == "Succeeded" and after["desiredReplicas"] == 2 and after["workers"] == "0/2"
+    assert [p["status"]["phase"] for p in pods(operator, namespace, "llmtj.dev/role%3Dworker")] == ["Succeeded"] * 2
 
     operator.kubectl("delete", "llmtj", "tiny", "-n", namespace, "--wait=true", check=True)
     for path in (f"/api/v1/namespaces/{namespace}/pods/tiny-worker-0",
@@ -76,7 +90,9 @@ def test_bad_trainer_config_fails_at_once_with_its_error_line(operator, namespac
      ["global_batch_size: 8 is not a multiple of batch_size 4", "3 pods x 1 = 3"]),
     ({"config": None, "configFrom": {"configMapKeyRef": {"name": "cm", "key": "list.yaml"}}}, "InvalidConfig",
      ["not a YAML mapping"]),
-], ids=["claim", "configmap", "key", "batch", "notyaml"])
+    ({"podTemplate": {"spec": {"restartPolicy": "OnFailure"}}}, "InvalidPodTemplate",
+     ["spec.podTemplate.spec.restartPolicy: set by the operator to Never", "remove it from the podTemplate"]),
+], ids=["claim", "configmap", "key", "batch", "notyaml", "podtemplate"])
 def test_missing_references_are_refused_and_nothing_is_created(operator, namespace, change, reason, words):
     operator.kubectl("create", "configmap", "cm", "-n", namespace, "--from-literal=config.yaml=training: {}",
                      "--from-literal=list.yaml=- a list", check=True)

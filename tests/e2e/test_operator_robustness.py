@@ -33,21 +33,23 @@ def local_operator(operator, tmp_path):
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
-    operator.kubectl("scale", "deploy/llm-training-operator", "-n", OPERATOR_NS, "--replicas=1", check=True)
+    operator.kubectl("scale", "deploy/llm-training-operator", "-n", OPERATOR_NS, "--replicas=2", check=True)
     assert poll(lambda: operator_pod(operator) is not None, timeout=120)
 
 
 def test_operator_killed_mid_creation_makes_no_duplicates(operator, local_operator, namespace, tmp_path):
     first = local_operator(LLMTJ_CRASH_AFTER="pod-create:1")  # dies right after creating worker 0
-    job = example("crashy", replicas=3, elastic={"minReplicas": 1, "maxReplicas": 3}, rendezvousPort=29411)
-    job["spec"]["config"]["training"].update(max_steps=4, global_batch_size=24)  # divisible at 1, 2 and 3 workers
+    # all three must join: worker 0 alone waits in the rendezvous rather than finishing before the next operator is up
+    job = example("crashy", replicas=3, elastic={"minReplicas": 3, "maxReplicas": 3}, rendezvousPort=29411)
+    job["spec"]["config"]["training"].update(max_steps=4, global_batch_size=24)
     operator.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(job), check=True)
     assert first.wait(timeout=60) == 137, (tmp_path / "operator.log").read_text()[-3000:]
     assert [p["metadata"]["name"] for p in workers(operator, namespace)] == ["crashy-worker-0"]
     status = (get_job(operator, namespace, "crashy") or {}).get("status") or {}
     assert "startTime" not in status  # killed before it wrote any status
     local_operator("--namespace", namespace)  # this time watching a list of namespaces, not all
-    assert poll(lambda: len(workers(operator, namespace)) == 3, timeout=60)
+    assert poll(lambda: len(workers(operator, namespace)) == 3, timeout=60), \
+        f"{get_job(operator, namespace, 'crashy').get('status')}\n{(tmp_path / 'operator.log').read_text()[-3000:]}"
     names = sorted(p["metadata"]["name"] for p in workers(operator, namespace))
     uids = {p["metadata"]["uid"] for p in workers(operator, namespace)}
     assert names == ["crashy-worker-0", "crashy-worker-1", "crashy-worker-2"] and len(uids) == 3

@@ -16,7 +16,9 @@ def job(spec: dict[str, Any] | None = None, name: str = "tiny", namespace: str =
 
 
 def pod(index: int, phase: str = "Running", *, ready: bool = True, exit_code: int | None = None, message: str = "",
-        restarts: int = 0, deleting: bool = False, job_name: str = "tiny") -> dict[str, Any]:
+        restarts: int = 0, deleting: bool = False, job_name: str = "tiny", node: str | None = "node-1",
+        unschedulable: str = "", gated: bool = False) -> dict[str, Any]:
+    """A worker pod; ``unschedulable``: the scheduler's message (unplaced), ``gated``: behind the gang gate."""
     state: dict[str, Any] = {"running": {"startedAt": "2026-12-02T00:00:00Z"}}
     if exit_code is not None:
         state = {"terminated": {"exitCode": exit_code, "message": message, "reason": "Error" if exit_code else
@@ -27,6 +29,13 @@ def pod(index: int, phase: str = "Running", *, ready: bool = True, exit_code: in
                             "ownerReferences": [{"uid": UID, "controller": True}]}
     if deleting:
         meta["deletionTimestamp"] = "2026-12-02T00:00:00Z"
-    return {"metadata": meta, "spec": {"nodeName": "node-1"},
-            "status": {"phase": phase, "containerStatuses": [{"name": names.CONTAINER, "ready": ready,
-                                                               "state": state}]}}
+    spec: dict[str, Any] = {"nodeName": node} if node else {}
+    if gated:
+        spec["schedulingGates"] = [{"name": "kueue.x-k8s.io/admission"}, {"name": names.GANG_GATE}]
+    status: dict[str, Any] = {"phase": phase}
+    if node:
+        status["containerStatuses"] = [{"name": names.CONTAINER, "ready": ready, "state": state}]
+    if unschedulable:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                 "message": unschedulable}]
+    return {"metadata": meta, "spec": spec, "status": status}

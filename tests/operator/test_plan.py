@@ -182,3 +182,14 @@ def test_error_line_prefers_the_trainers_line_then_the_exception_then_the_signal
     assert line(1, "Traceback\n  File x\ntorch.distributed.DistStoreError: wait timeout\nwarning: x\n") == \
         "torch.distributed.DistStoreError: wait timeout (exit code 1)"
     assert line(137, "/x.py:1: FutureWarning: deprecated\n") == "exit code 137: killed by SIGKILL"
+
+
+def test_a_finished_job_ignores_suspend_and_scale_with_one_warning_per_change():
+    done = {"phase": "Succeeded", "desiredReplicas": 2, "observedGeneration": 1, "readyReplicas": 0}
+    p = plan("tiny", JobSpec.model_validate({"replicas": 1, "suspend": True}), 2, done, [], NOW)
+    assert p.create == [] and p.delete == [] and p.status["phase"] == "Succeeded"
+    assert p.status["desiredReplicas"] == 2 and p.status["workers"] == "0/2"
+    (kind, reason, message), = p.events
+    assert (kind, reason) == ("Warning", "JobFinished")
+    assert message.startswith("spec.replicas=1 and spec.suspend=true ignored: the job is Succeeded and never runs")
+    assert plan("tiny", JobSpec.model_validate({"replicas": 1, "suspend": True}), 2, p.status, [], NOW).events == []

@@ -117,7 +117,7 @@ def test_scheduling_fields_and_user_env_pass_through():
     assert spec["nodeSelector"] == {"gpu": "h200"} and spec["priorityClassName"] == "high"
     assert spec["schedulerName"] == "volcano" and spec["tolerations"][0]["key"] == "nvidia.com/gpu"
     c = spec["containers"][0]
-    assert c["resources"]["limits"] == {"nvidia.com/gpu": 8, "memory": "200Gi"}
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "8", "memory": "200Gi"}  # the API types quantities as strings
     assert {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}} in c["env"]
 
 
@@ -160,3 +160,15 @@ def test_merge_of_named_lists_and_scalars():
     assert merge({"a": [{"name": "x", "v": 1}]}, {"a": [{"name": "x", "w": 2}]}) == {"a": [{"name": "x", "v": 1,
                                                                                            "w": 2}]}
     assert merge({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}
+
+
+def test_pods_leave_a_lost_node_after_30_s_unless_the_job_says_otherwise():
+    lost = {"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"}
+    for pod in (build_pod(job(), 0), build_rendezvous_pod(job())):
+        short = {t["key"]: t for t in pod["spec"]["tolerations"] if t["key"] in lost}
+        assert short.keys() == lost and {t["tolerationSeconds"] for t in short.values()} == {30}
+        assert {t["effect"] for t in short.values()} == {"NoExecute"}
+    own = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+           "tolerationSeconds": 2}
+    tolerations = build_pod(job({"tolerations": [own]}), 0)["spec"]["tolerations"]
+    assert own in tolerations and [t["key"] for t in tolerations].count("node.kubernetes.io/unreachable") == 1
