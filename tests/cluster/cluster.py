@@ -94,11 +94,12 @@ class Cluster:
         ctx.load_cert_chain(str(p.crt("admin")), str(p.key("admin")))
         return ctx
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                content_type: str = "application/json") -> tuple[int, Any]:
         """A small admin HTTPS call with no client library: (status, decoded JSON or text)."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": content_type})
         try:
             with urllib.request.urlopen(req, context=self._tls, timeout=10) as r:
                 status, raw = r.status, r.read()
@@ -173,10 +174,10 @@ class Cluster:
 
 # ---- up / down --------------------------------------------------------------------------------------------------
 
-def _reuse(d: Path, state: dict[str, Any], nodes: int, gpus: int) -> Cluster:
+def _reuse(d: Path, state: dict[str, Any], nodes: int, gpus: int, hollow: int = 0) -> Cluster:
     c = Cluster(d, state)
     down = [n for n in CONTROL_PLANE if not procs.alive(state["procs"].get(n, {}))]
-    if down or (state["nodes"], state["gpus_per_node"]) != (nodes, gpus):
+    if down or (state["nodes"], state["gpus_per_node"], state.get("hollow_nodes", 0)) != (nodes, gpus, hollow):
         why = f"{', '.join(down)} not running" if down else (
             f"it has {state['nodes']} nodes x {state['gpus_per_node']} GPUs")
         raise RuntimeError(f"{d} holds a test bed that cannot be reused ({why}); "
@@ -199,13 +200,15 @@ def _binaries() -> Path:
         raise RuntimeError(f"cannot build the test bed's binaries: {e}") from None
 
 
-def start(d: Path | str, nodes: int = 2, gpus_per_node: int = 2) -> Cluster:
+def start(d: Path | str, nodes: int = 2, gpus_per_node: int = 2, hollow_nodes: int = 0) -> Cluster:
+    """A test bed in ``d`` (reused when it runs there already): ``nodes`` node agents that run pods as processes and
+    ``hollow_nodes`` nodes whose pods run nothing (load tests), ``gpus_per_node`` GPUs each."""
     t0 = time.monotonic()
     d = Path(d).resolve()
     d.mkdir(parents=True, exist_ok=True)
     old = procs.load_state(d)
     if any(procs.alive(p) for p in old.get("procs", {}).values()):
-        return _reuse(d, old, nodes, gpus_per_node)
+        return _reuse(d, old, nodes, gpus_per_node, hollow_nodes)
     bins = _binaries()
     p = pki.ensure(d / "pki")
     old_ports = old.get("ports", {})  # the same ports when free: an existing KUBECONFIG keeps working
@@ -216,10 +219,14 @@ def start(d: Path | str, nodes: int = 2, gpus_per_node: int = 2) -> Cluster:
     pki.kubeconfig(d / "kubeconfig", server, p, "admin")
     for n in ("controller-manager", "scheduler"):
         pki.kubeconfig(d / f"{n}.kubeconfig", server, p, n)
+    (d / "audit-policy.yaml").write_text(components.AUDIT_POLICY)
     cmds = components.commands(d, bins, p, ports)
     for i in range(1, nodes + 1):
         cmds[f"node-{i}"] = components.node_command(d, i, gpus_per_node, ports["apiserver"])
+    if hollow_nodes:
+        cmds["hollow"] = components.hollow_command(d, hollow_nodes, gpus_per_node)
     state = {"bin_dir": str(bins), "ports": ports, "nodes": nodes, "gpus_per_node": gpus_per_node,
+             "hollow_nodes": hollow_nodes,
              "procs": {n: {"pid": None, "start": "", "cmd": cmd} for n, cmd in cmds.items()}}
     procs.save_state(d, state)
     c = Cluster(d, state)

@@ -17,6 +17,19 @@ else:
 HERE = Path(__file__).resolve().parent
 
 
+# The API server writes an audit record of every request the operator makes (and of nobody else's): a load test
+# counts them per job, by verb and resource. One line per finished request; watches count once, when they end.
+OPERATOR_USER = "system:serviceaccount:llmtj-system:llm-training-operator"
+AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Metadata
+    users: ["{OPERATOR_USER}"]
+  - level: None
+"""
+
+
 def commands(d: Path, bins: Path, p: pki.Pki, ports: dict[str, int]) -> dict[str, list[str]]:
     etcd, peer, api = (f"http://127.0.0.1:{ports['etcd']}", f"http://127.0.0.1:{ports['etcd-peer']}",
                        ports["apiserver"])
@@ -45,7 +58,9 @@ def commands(d: Path, bins: Path, p: pki.Pki, ports: dict[str, int]) -> dict[str
             # controllers' delegated authn from logging "missing requestheader-client-ca-file" over and over.
             f"--requestheader-client-ca-file={p.ca_crt}", "--requestheader-allowed-names=front-proxy-client",
             "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-"],
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--audit-policy-file={d / 'audit-policy.yaml'}", f"--audit-log-path={d / 'audit.log'}",
+            "--audit-log-format=json", "--audit-log-maxsize=200", "--audit-log-maxbackup=1"],
         "controller-manager": [
             str(bins / "kube-controller-manager"), *own["controller-manager"],
             f"--service-account-private-key-file={p.sa_key}", f"--root-ca-file={p.ca_crt}",
@@ -67,3 +82,9 @@ def node_command(d: Path, i: int, gpus: int, api_port: int) -> list[str]:
     return [sys.executable, str(HERE / "node_agent.py"), "--kubeconfig", str(d / "kubeconfig"), "--node", name,
             "--dir", str(d / "nodes" / name), "--ip-prefix", prefix, "--cpu", "8", "--memory", "32Gi",
             "--gpus", str(gpus), "--api-host", "127.0.0.1", "--api-port", str(api_port)]
+
+
+def hollow_command(d: Path, count: int, gpus: int) -> list[str]:
+    """``count`` hollow nodes in one process (hollow_nodes.py): pods go Running there without running anything."""
+    return [sys.executable, str(HERE / "hollow_nodes.py"), "--kubeconfig", str(d / "kubeconfig"), "--count",
+            str(count), "--gpus", str(gpus)]

@@ -96,3 +96,52 @@ def test_the_api_server_restarts_and_the_controllers_carry_on(cluster: Cluster, 
     finally:
         cluster.request("DELETE", f"/api/v1/namespaces/{namespace}-2")
     assert cluster.nodes_ready()
+
+
+def test_hollow_nodes_take_pods_without_running_them(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """The load benchmark's nodes (hollow_nodes.py): scheduled like real ones (GPUs counted, taint honoured), their
+    pods Running and Ready with nothing started, deleted pods gone at once; the API server's audit log works."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    exe = Path(__file__).with_name("hollow_nodes.py")
+    log = (tmp_path / "hollow.log").open("w")
+    proc = subprocess.Popen([sys.executable, str(exe), "--kubeconfig", str(cluster.kubeconfig), "--count", "2",
+                             "--prefix", "hollow-t", "--gpus", "8"], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    names = ["hollow-t-1", "hollow-t-2"]
+    try:
+        cluster.wait("hollow nodes Ready", lambda: cluster.nodes_ready(names), timeout=60)
+        node = cluster.get(f"/api/v1/nodes/{names[0]}")
+        assert node["status"]["allocatable"][GPU] == "8" and node["spec"]["taints"][0]["key"] == "llmtj.dev/hollow"
+
+        def pod(name: str) -> dict:
+            return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"restartPolicy": "Never", "nodeSelector": {"llmtj.dev/hollow": "true"},
+                             "tolerations": [{"key": "llmtj.dev/hollow", "operator": "Exists"}],
+                             "containers": [{"name": "main", "image": "busybox", "command": ["false"],
+                                             "resources": {"limits": {GPU: "8"}}}]}}
+
+        for name in ("h1", "h2", "h3"):
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(pod(name)), check=True)
+        for name in ("h1", "h2"):  # "false" would fail at once if anything ran it
+            done = cluster.kubectl("wait", "-n", namespace, f"pod/{name}", "--for=condition=Ready", "--timeout=60s")
+            assert done.returncode == 0, done.stderr
+            status = _json(cluster, "get", "-n", namespace, f"pod/{name}")
+            assert status["spec"]["nodeName"] in names and status["status"]["phase"] == "Running"
+            assert "running" in status["status"]["containerStatuses"][0]["state"]
+        time.sleep(2)
+        h3 = _json(cluster, "get", "-n", namespace, "pod/h3")["status"]  # both nodes' 8 GPUs are taken
+        assert h3["phase"] == "Pending" and "Insufficient nvidia.com/gpu" in h3["conditions"][0]["message"], h3
+        cluster.kubectl("delete", "-n", namespace, "pod/h1", "--wait=false", check=True)
+        cluster.wait("h1 gone", lambda: cluster.get(f"/api/v1/namespaces/{namespace}/pods/h1") is None, timeout=20)
+        cluster.kubectl("wait", "-n", namespace, "pod/h3", "--for=condition=Ready", "--timeout=60s", check=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        for name in names:
+            cluster.request("DELETE", f"/api/v1/nodes/{name}")
+        cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--force", "--grace-period=0", "--wait=false")
+    assert (cluster.dir / "audit.log").is_file()  # the load benchmark counts the operator's requests from it
