@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.cluster.cluster import start  # noqa: E402
+from tests.cluster.cluster import start, stop  # noqa: E402
 from tests.cluster.components import OPERATOR_USER  # noqa: E402
 from tests.e2e.jobs import example, sa_kubeconfig, start_local_operator  # noqa: E402
 
@@ -167,6 +167,7 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=50)
     p.add_argument("--jobs", default="25,100", help="rounds: numbers of jobs, comma-separated")
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--keep", action="store_true", help="leave the test bed running (a later run reuses it)")
     a = p.parse_args()
     cluster = start(Path(a.dir), nodes=0, gpus_per_node=8, hollow_nodes=a.nodes)
     cluster.wait(f"{a.nodes} hollow nodes Ready", lambda: sum(
@@ -183,7 +184,8 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     audit = Path(a.dir) / "audit.log"
     op = start_local_operator(sa_kubeconfig(cluster, work / "operator.kubeconfig"), work / "operator.log",
-                              LLMTJ_RESYNC_SECONDS="5")  # the operator's default period, not the tests' 2 s
+                              LLMTJ_RESYNC_SECONDS="5",  # the operator's default period, not the tests' 2 s
+                              MALLOC_ARENA_MAX="2")  # as the Deployment sets it
     rounds = []
     try:
         time.sleep(3)
@@ -195,6 +197,8 @@ def main() -> None:
     finally:
         os.killpg(op.pid, signal.SIGTERM)
         op.wait(timeout=30)
+        if not a.keep:
+            stop(Path(a.dir))
     print(json.dumps({"machine": f"{os.cpu_count()} CPUs", "hollow_nodes": a.nodes, "rounds": rounds,
                       "operator_peak_rss_mb": peak}))
 

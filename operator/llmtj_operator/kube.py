@@ -4,6 +4,7 @@ got there first, which is success."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timezone
 from typing import Any
@@ -93,8 +94,10 @@ class Kube:
             raise
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
-        return [self.client.sanitize_for_serialization(p) for p in pods.items]
+        """Plain dicts straight from the JSON: building the client's model objects and turning them back into
+        dicts costs more CPU than the rest of a reconcile."""
+        resp = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        return json.loads(resp.data).get("items", [])
 
     def node_ready(self, name: str) -> bool:
         """Whether a node's kubelet reports Ready (False for a node that is gone)."""

@@ -1,14 +1,13 @@
 """One reconcile of one job: read it, check what the schema cannot, apply the rendered children, write status.
 
-Every kopf handler (job created/changed/resumed, a worker pod changed, the periodic timer) ends here, serialized per
-job by a lock, so there is one status writer. Nothing is created for a job that fails its checks.
+Every kopf handler (a job listed, created or changed, a worker pod changed, the periodic timer) ends here, one pass
+per job at a time with bursts of triggers folded (coalesce.py), so there is one status writer. Nothing is created for
+a job that fails its checks.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -20,6 +19,7 @@ from . import faults, names
 from .api import JobSpec
 from .checks import batch_problem, pod_template_problem
 from .clock import parse, timestamp
+from .coalesce import Coalescer
 from .kube import Kube
 from .plan import TERMINAL, plan
 from .pods import view
@@ -27,7 +27,7 @@ from .render import Job, build_claim, build_config_map, build_pod, build_rendezv
 from .store import store_action
 
 log = logging.getLogger(__name__)
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_passes = Coalescer()  # per job: one pass at a time, bursts of triggers folded
 
 
 class Rejected(Exception):
@@ -120,12 +120,12 @@ def reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: da
               resync: bool = False) -> None:
     """``resync`` (the periodic timer) also re-applies children that exist already, healing ones deleted by hand;
     pod events skip that once the children were made for this generation."""
-    with _locks[(namespace, name)]:
-        _reconcile(kube, namespace, name, default_image, now or datetime.now(timezone.utc), resync)
+    _passes.run((namespace, name), lambda heal: _reconcile(kube, namespace, name, default_image,
+                                                           now or datetime.now(timezone.utc), heal), resync)
 
 
 def forget(namespace: str, name: str) -> None:
-    _locks.pop((namespace, name), None)
+    _passes.forget((namespace, name))
 
 
 def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime, resync: bool) -> None:
@@ -194,7 +194,7 @@ def _release_from_lost_nodes(kube: Kube, body: dict[str, Any], pods: list[dict[s
     ready: dict[str, bool] = {}
     for pod in pods:
         name, node = pod["metadata"]["name"], (pod.get("spec") or {}).get("nodeName")
-        if not node or not pod["metadata"].get("deletionTimestamp"):
+        if not node or not _maybe_stranded(pod):
             continue
         if node not in ready:
             ready[node] = kube.node_ready(node)
@@ -202,6 +202,18 @@ def _release_from_lost_nodes(kube: Kube, body: dict[str, Any], pods: list[dict[s
             kube.delete_pod(body["metadata"]["namespace"], name, grace_seconds=0)
             kube.event(body, "Warning", "NodeLost", f"{name} was on node {node}, which is not Ready: removed "
                        "without waiting for its kubelet so that a replacement can start on another node")
+
+
+def _maybe_stranded(pod: dict[str, Any]) -> bool:
+    """Deleting, and either evicted for a node taint (a lost node's NoExecute taint: DisruptionTarget, reason
+    DeletionByTaintManager) or past its grace period: only then is its node worth a look. A pod deleted on a healthy
+    node (scale-down, suspend) is gone within its grace period and costs no request."""
+    deletion = parse((pod.get("metadata") or {}).get("deletionTimestamp"))
+    if deletion is None:
+        return False
+    evicted = any(c.get("type") == "DisruptionTarget" and c.get("reason") == "DeletionByTaintManager"
+                  for c in (pod.get("status") or {}).get("conditions") or [])
+    return evicted or datetime.now(timezone.utc) > deletion
 
 
 def _role(pod: dict[str, Any]) -> str | None:
