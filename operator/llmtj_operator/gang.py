@@ -2,11 +2,12 @@
 while it waits, without end, for the rest.
 
 The stock scheduler places pods one at a time. When it reports that it cannot place a worker (PodScheduled False,
-reason Unschedulable) while fewer than minReplicas are placed, the operator releases the job: every live worker is
-deleted (placed ones give their GPUs back) and comes back behind a scheduling gate, which the scheduler skips. After
-a backoff (10 s doubling to 5 min) the gates are lifted on all of them together and the scheduler tries again. The
-job stays Pending meanwhile with a ``Scheduled`` condition quoting the scheduler. A released pod is not a failure:
-its replacement is not counted against backoffLimit. A gang scheduler (Volcano, scheduler-plugins' coscheduling)
+reason Unschedulable) while some but fewer than minReplicas are placed, the operator releases the job: every live
+worker is deleted (the placed ones give their GPUs back) and comes back behind a scheduling gate, which the scheduler
+skips. After a backoff (10 s doubling to 5 min) the gates are lifted on all of them together and the scheduler tries
+again. When none can be placed, none holds anything: they stay with the scheduler. Either way the job stays Pending
+with a ``Scheduled`` condition quoting the scheduler. A released pod is not a failure: its replacement is not
+counted against backoffLimit. A gang scheduler (Volcano, scheduler-plugins' coscheduling)
 never places part of a group, so under one this never fires.
 """
 
@@ -40,7 +41,11 @@ def gang(min_replicas: int, pods: list[PodView], state: dict[str, Any], now: dat
     offered = [p for p in live if not p.gated]
     refused = [p for p in offered if not p.node and p.unschedulable]
     attempts = int(state.get("attempts") or 0)
-    if refused and all(p.node or p.unschedulable for p in offered):  # the scheduler has judged every offered pod
+    judged = refused and all(p.node or p.unschedulable for p in offered)  # the scheduler has seen every offered pod
+    if judged and not placed:  # nothing held, nothing to release: the scheduler places them as capacity frees up
+        return Gang(state=state, blocked=f"the scheduler cannot place any of the {min_replicas} worker pods the job "
+                                         f"needs at least (elastic.minReplicas): {refused[0].unschedulable}")
+    if judged:
         delay = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS) - 1)]
         state = {"attempts": attempts + 1, "retryAt": timestamp(now + timedelta(seconds=delay)),
                  "reason": refused[0].unschedulable}

@@ -87,3 +87,13 @@ def test_gated_pods_carry_the_gate_and_kueue_labels_come_from_the_job():
     assert queued["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-queue"
     assert queued["labels"]["kueue.x-k8s.io/pod-group-name"] == "tiny"
     assert queued["annotations"]["kueue.x-k8s.io/pod-group-total-count"] == "4"
+
+
+def test_when_none_can_be_placed_nothing_is_released_and_the_scheduler_keeps_trying():
+    """Nothing is held: the pods stay with the scheduler (no gate, no backoff), the condition says why."""
+    p = run(SPEC, {"phase": "Pending", "startTime": "2026-12-02T11:59:00Z"}, [_waiting(i) for i in range(3)])
+    assert p.delete == [] and p.create == [] and not p.gated and "gangRetry" not in p.status
+    scheduled = cond.get(p.status["conditions"], "Scheduled")
+    assert scheduled["status"] == "False" and scheduled["message"] == (
+        f"the scheduler cannot place any of the 2 worker pods the job needs at least (elastic.minReplicas): {NO_GPU}")
+    assert p.status["phase"] == "Pending"
