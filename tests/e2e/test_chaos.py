@@ -15,6 +15,7 @@ import pytest
 from distributed_llm_trainer.training.checkpoint_io import verify_checkpoint
 
 from .jobs import acting, apply, claim_dir, events, example, get_job, operator_pods, pod_logs, poll, wait_phase, workers
+from .test_worker_faults import checkpoints
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 STEPS, EVERY, FAULTS = 400, 10, 5
@@ -26,8 +27,8 @@ def _pid(pod: dict) -> int:
 
 
 def _newest(cluster, namespace: str) -> int:
-    ckpts = claim_dir(cluster, namespace, "chaos-checkpoints") / "chaos" / "checkpoints"
-    return max((int(p.name[5:13]) for p in ckpts.glob("step-*.ckpt")), default=0)
+    """The newest periodic checkpoint's step (0 before the first, and before the claim is even bound)."""
+    return max((int(name[5:13]) for name in checkpoints(cluster, namespace, "chaos")), default=0)
 
 
 def _running_workers(cluster, namespace: str) -> list[dict]:
@@ -42,6 +43,9 @@ def _fault(cluster, namespace: str, kind: str, rng: random.Random) -> str:
     if kind == "kill-operator":
         name = acting(cluster)
         os.killpg(_pid(operator_pods(cluster)[name]), signal.SIGKILL)
+        # the standby takes over (the dead record expires, or the restarted replica rejoins below it): the next
+        # operator fault hits the replica in charge, not a standby
+        assert poll(lambda: acting(cluster) not in (None, name), timeout=60), "no takeover"
         return f"{kind} {name}"
     victim = rng.choice(sorted(_running_workers(cluster, namespace), key=lambda p: p["metadata"]["name"]))
     if kind == "kill-worker":

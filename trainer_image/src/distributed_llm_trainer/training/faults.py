@@ -61,6 +61,7 @@ class FaultInjector(L.Callback):
         if self.trace_dir:
             import psutil
 
+            os.makedirs(self.trace_dir, exist_ok=True)  # e.g. a folder on a fresh checkpoint volume
             self._event("process_start", psutil.Process().create_time())
             self._event("built", time.time())
 
