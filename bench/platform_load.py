@@ -167,6 +167,7 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=50)
     p.add_argument("--jobs", default="25,100", help="rounds: numbers of jobs, comma-separated")
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--resync-seconds", default="5", help="the operator's LLMTJ_RESYNC_SECONDS (its default: 5)")
     p.add_argument("--keep", action="store_true", help="leave the test bed running (a later run reuses it)")
     a = p.parse_args()
     cluster = start(Path(a.dir), nodes=0, gpus_per_node=8, hollow_nodes=a.nodes)
@@ -184,7 +185,7 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     audit = Path(a.dir) / "audit.log"
     op = start_local_operator(sa_kubeconfig(cluster, work / "operator.kubeconfig"), work / "operator.log",
-                              LLMTJ_RESYNC_SECONDS="5",  # the operator's default period, not the tests' 2 s
+                              LLMTJ_RESYNC_SECONDS=a.resync_seconds,  # not the tests' 2 s
                               MALLOC_ARENA_MAX="2")  # as the Deployment sets it
     rounds = []
     try:
@@ -199,7 +200,8 @@ def main() -> None:
         op.wait(timeout=30)
         if not a.keep:
             stop(Path(a.dir))
-    print(json.dumps({"machine": f"{os.cpu_count()} CPUs", "hollow_nodes": a.nodes, "rounds": rounds,
+    print(json.dumps({"machine": f"{os.cpu_count()} CPUs", "hollow_nodes": a.nodes,
+                      "resync_seconds": float(a.resync_seconds), "rounds": rounds,
                       "operator_peak_rss_mb": peak}))
 
 

@@ -105,7 +105,9 @@ class JobSpec(ApiModel):
     node_selector: dict[str, str] | None = Field(None, description="Node labels the worker pods must match.")
     tolerations: list[Toleration] | None = Field(None, description="Tolerations of the worker pods.")
     priority_class_name: str | None = Field(None, description="PriorityClass of the worker pods.")
-    scheduler_name: str | None = Field(None, description="Scheduler of the worker pods (e.g. volcano).")
+    scheduler_name: str | None = Field(None, description="Scheduler of the worker pods (e.g. volcano). When the "
+                                       "cluster serves Volcano's or scheduler-plugins' PodGroup API, the job gets a "
+                                       "PodGroup with minMember = minReplicas.")
     pod_template: dict[str, Any] | None = Field(None, description="A PodTemplateSpec (metadata, spec) merged over the "
                                                 "rendered worker pod: anything the fields above do not cover.")
     checkpoint: CheckpointVolume = Field(default_factory=CheckpointVolume, description="The checkpoint volume.")

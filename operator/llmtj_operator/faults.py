@@ -2,6 +2,8 @@
 
 The restart tests use it to stop the operator at an exact place (after creating the first pod of a job, say) and
 prove that a restarted operator neither duplicates nor loses anything. Unset, it costs one dictionary lookup.
+Points (reconcile.py): ``pod-create`` (a worker made), ``pod-delete`` (a worker deleted: scale-down, restart),
+``status-write`` (the job's status patched).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,9 +15,11 @@ from kubernetes.client.rest import ApiException
 
 from .api import GROUP, PLURAL, VERSION
 from .peering import CLUSTER_PLURAL, NAMESPACED_PLURAL
+from .podgroup import APIS, PodGroupAPI
 
 log = logging.getLogger(__name__)
 COMPONENT = "llm-training-operator"
+DISCOVERY_SECONDS = 60  # how long the list of served PodGroup APIs is trusted (a scheduler installed later is seen)
 
 
 def load_config(kubeconfig: str | None = None) -> None:
@@ -32,6 +35,7 @@ class Kube:
         self.client = api_client or client.ApiClient()
         self.core = client.CoreV1Api(self.client)
         self.custom = client.CustomObjectsApi(self.client)
+        self._served: tuple[float, list[PodGroupAPI]] | None = None
 
     # --- the job -----------------------------------------------------------------------------------------------
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -72,6 +76,37 @@ class Kube:
             if e.status == 409:
                 return False
             raise
+
+    def served_pod_group_apis(self) -> list[PodGroupAPI]:
+        """The gang schedulers' PodGroup APIs this cluster serves (API discovery, which every user may read)."""
+        now = time.monotonic()
+        if self._served is None or now - self._served[0] > DISCOVERY_SECONDS:
+            served = []
+            for api in APIS:
+                try:
+                    found = self.custom.get_api_resources(api.group, api.version)
+                except ApiException as e:
+                    if e.status != 404:  # 404: that group is not served
+                        raise
+                    continue
+                if any(r.name == api.plural for r in found.resources or []):
+                    served.append(api)
+            self._served = (now, served)
+        return self._served[1]
+
+    def apply_pod_group(self, api: PodGroupAPI, obj: dict[str, Any]) -> None:
+        """Create the job's PodGroup, or bring the fields we set (minMember, minResources) up to date."""
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        try:
+            self.custom.create_namespaced_custom_object(api.group, api.version, ns, api.plural, obj)
+            return
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        current = self.custom.get_namespaced_custom_object(api.group, api.version, ns, api.plural, name)
+        if {k: (current.get("spec") or {}).get(k) for k in obj["spec"]} != obj["spec"]:
+            self.custom.patch_namespaced_custom_object(api.group, api.version, ns, api.plural, name,
+                                                       {"spec": obj["spec"]})
 
     def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -22,8 +22,17 @@ from .clock import parse, timestamp
 from .coalesce import Coalescer
 from .kube import Kube
 from .plan import TERMINAL, plan
+from .podgroup import choose
 from .pods import view
-from .render import Job, build_claim, build_config_map, build_pod, build_rendezvous_pod, build_service
+from .render import (
+    Job,
+    build_claim,
+    build_config_map,
+    build_pod,
+    build_pod_group,
+    build_rendezvous_pod,
+    build_service,
+)
 from .store import store_action
 
 log = logging.getLogger(__name__)
@@ -96,6 +105,9 @@ def ensure_children(kube: Kube, job: Job) -> None:
     claim = build_claim(job)
     if claim is not None:
         kube.create(claim)
+    group = build_pod_group(job)
+    if group is not None:  # before the first worker, so that the gang scheduler never sees a pod without its group
+        kube.apply_pod_group(job.pod_group, group)
 
 
 def _reject(kube: Kube, body: dict[str, Any], status: dict[str, Any], err: Rejected, now: datetime) -> None:
@@ -144,7 +156,8 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
         kube.delete_job(namespace, name)
         return
     job = Job(name=name, namespace=namespace, uid=meta["uid"], spec=spec, image=spec.image or default_image,
-              queue=(meta.get("labels") or {}).get(names.KUEUE_QUEUE_LABEL))
+              queue=(meta.get("labels") or {}).get(names.KUEUE_QUEUE_LABEL),
+              pod_group=choose(spec.scheduler_name, kube.served_pod_group_apis() if spec.scheduler_name else []))
     active = status.get("phase") not in TERMINAL and not spec.suspend
     created = cond.is_true(status.get("conditions") or [], "Created")
     if active and (resync or not created or status.get("observedGeneration") != meta.get("generation")):
@@ -172,6 +185,7 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
         kube.create(build_rendezvous_pod(job))
     for pod_name in result.delete:
         kube.delete_pod(namespace, pod_name)
+        faults.point("pod-delete")
     for index, restarts in result.create:
         kube.create(build_pod(job, index, restarts, gated=result.gated))
         faults.point("pod-create")
@@ -182,6 +196,7 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
     result.status["worldSize"] = result.status.get("readyReplicas", 0) * spec.procs_per_pod
     if result.status != status:
         kube.patch_status(namespace, name, result.status)
+        faults.point("status-write")
     for kind, reason, message in result.events:
         kube.event(body, kind, reason, message)
 

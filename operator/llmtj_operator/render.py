@@ -14,6 +14,7 @@ import yaml
 
 from . import names
 from .api import GROUP, KIND, VERSION, JobSpec
+from .podgroup import PodGroupAPI, min_resources
 from .torchrun_env import TERMINATION_LOG, torchrun_env, trainer_env
 
 # A node that stops reporting is tainted unreachable (or not-ready) with NoExecute; the pods on it are evicted after
@@ -34,6 +35,7 @@ class Job:
     spec: JobSpec
     image: str  # spec.image or the operator's default
     queue: str | None = None  # the job's Kueue queue (its kueue.x-k8s.io/queue-name label), copied to its workers
+    pod_group: PodGroupAPI | None = None  # the gang scheduler's PodGroup API the cluster serves (podgroup.py)
 
 
 def owner_reference(job: Job) -> dict[str, Any]:
@@ -143,6 +145,8 @@ def build_pod(job: Job, index: int, restart_count: int = 0, gated: bool = False)
     if job.queue:  # Kueue admits the workers as one plain pod group of spec.replicas pods
         labels.update({names.KUEUE_QUEUE_LABEL: job.queue, names.KUEUE_GROUP_LABEL: job.name})
         annotations[names.KUEUE_COUNT_ANNOTATION] = str(spec.replicas)
+    if job.pod_group is not None:  # the gang scheduler's group: named after the job
+        (labels if job.pod_group.mark_is_label else annotations)[job.pod_group.mark] = job.name
     meta = _metadata(job, name, labels)
     meta["annotations"] = annotations
     pod_spec: dict[str, Any] = {
@@ -164,6 +168,19 @@ def build_pod(job: Job, index: int, restart_count: int = 0, gated: bool = False)
         pod_spec["schedulingGates"] = [{"name": names.GANG_GATE}]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
     return apply_template(pod, spec.pod_template) if spec.pod_template else pod
+
+
+def build_pod_group(job: Job) -> dict[str, Any] | None:
+    """The job's PodGroup for its gang scheduler, when the cluster serves one: minMember = minReplicas, minResources =
+    that many workers' requests, so that the scheduler binds no worker before minReplicas of them fit."""
+    if job.pod_group is None:
+        return None
+    spec: dict[str, Any] = {"minMember": job.spec.min_replicas}
+    needs = min_resources(build_pod(job, 0), job.spec.min_replicas)
+    if needs:
+        spec["minResources"] = needs
+    return {"apiVersion": job.pod_group.api_version, "kind": "PodGroup", "metadata": _metadata(job, job.name),
+            "spec": spec}
 
 
 def build_rendezvous_pod(job: Job) -> dict[str, Any]:

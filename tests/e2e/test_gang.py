@@ -61,3 +61,56 @@ def test_a_job_that_cannot_place_min_replicas_holds_no_gpu_and_starts_when_capac
     status = wait_phase(operator, namespace, "gang", ("Succeeded", "Failed"), timeout=300)["status"]
     assert status["phase"] == "Succeeded" and status["restartCount"] == 0, f"{status}\n{pod_logs(operator, namespace)}"
     assert _scheduled(get_job(operator, namespace, "gang"))["status"] == "True" and not status.get("gangRetry")
+
+
+# scheduler-plugins' PodGroup CRD, cut to the fields the operator writes: its Go module is not served here, so its
+# own manifest cannot be fetched. Enough for the API server to serve (and validate) the kind the operator creates.
+POD_GROUP_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "podgroups.scheduling.x-k8s.io"},
+    "spec": {"group": "scheduling.x-k8s.io", "scope": "Namespaced",
+             "names": {"kind": "PodGroup", "listKind": "PodGroupList", "plural": "podgroups", "singular": "podgroup",
+                       "shortNames": ["pg"]},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object", "properties": {
+                                   "minMember": {"type": "integer", "format": "int32"},
+                                   "minResources": {"type": "object", "additionalProperties": {
+                                       "anyOf": [{"type": "integer"}, {"type": "string"}],
+                                       "x-kubernetes-int-or-string": True}},
+                                   "scheduleTimeoutSeconds": {"type": "integer", "format": "int32"}}},
+                               "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+
+
+def test_a_job_naming_a_gang_scheduler_gets_a_pod_group_when_its_crd_is_served(operator, namespace):
+    path = f"/apis/scheduling.x-k8s.io/v1alpha1/namespaces/{namespace}/podgroups/grouped"
+    operator.kubectl("apply", "-f", "-", input=json.dumps(POD_GROUP_CRD), check=True)
+    try:
+        operator.kubectl("wait", "--for=condition=Established", "crd/podgroups.scheduling.x-k8s.io", "--timeout=30s",
+                         check=True)
+        job = example("grouped", replicas=3, elastic={"minReplicas": 2, "maxReplicas": 3}, rendezvousPort=29426,
+                      schedulerName="scheduler-plugins-scheduler", resources={"limits": {"nvidia.com/gpu": 1}})
+        job["spec"]["config"]["training"].update(batch_size=2, global_batch_size=12)  # 2 and 3 divide it
+        apply(operator, namespace, job)
+        assert poll(lambda: operator.get(path) is not None and len(workers(operator, namespace)) == 3, timeout=60), \
+            _state(operator, namespace)
+        group = operator.get(path)
+        assert group["spec"] == {"minMember": 2, "minResources": {"nvidia.com/gpu": "2"}}, group["spec"]
+        owner = group["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("LLMTrainingJob", "grouped", True)
+        for pod in workers(operator, namespace):
+            assert pod["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "grouped"
+            assert pod["spec"]["schedulerName"] == "scheduler-plugins-scheduler"
+            assert not pod["spec"].get("nodeName")  # that scheduler (none runs here) places them, not the default one
+
+        operator.kubectl("patch", "llmtj/grouped", "-n", namespace, "--type=merge",
+                         "-p", json.dumps({"spec": {"elastic": {"minReplicas": 3}}}), check=True)
+        assert poll(lambda: (operator.get(path) or {}).get("spec", {}).get("minMember") == 3, timeout=30), \
+            operator.get(path)
+        assert operator.get(path)["spec"]["minResources"] == {"nvidia.com/gpu": "3"}
+        assert get_job(operator, namespace, "grouped")["status"]["phase"] == "Pending"
+        operator.kubectl("delete", "llmtj/grouped", "-n", namespace, "--wait=true", check=True)
+        assert poll(lambda: operator.get(path) is None, timeout=60)  # the garbage collector follows the owner
+    finally:
+        operator.kubectl("delete", "crd/podgroups.scheduling.x-k8s.io", "--ignore-not-found", "--wait=true",
+                         check=True)

@@ -69,6 +69,44 @@ def test_operator_killed_mid_creation_makes_no_duplicates(operator, local_operat
     assert sorted(p["metadata"]["name"] for p in workers(operator, namespace)) == names  # still no duplicates
 
 
+def test_operator_killed_after_a_status_write_and_mid_scale_loses_nothing(operator, local_operator, namespace,
+                                                                          tmp_path):
+    """Killed right after its first status write, then right after deleting the worker a scale-down removes (before
+    that status is written): each restarted operator puts status right within seconds, and no pod is re-made."""
+    log = tmp_path / "operator.log"
+    first = local_operator(LLMTJ_CRASH_AFTER="status-write:1")
+    job = example("killed", replicas=2, elastic={"minReplicas": 1, "maxReplicas": 2}, rendezvousPort=29425,
+                  env=[{"name": "DLT_FAULT_STEP_SLEEP_S", "value": "0.05"}])  # runs past both restarts
+    job["spec"]["config"]["training"].update(max_steps=400, batch_size=2, global_batch_size=8)
+    job["spec"]["config"]["checkpoint"] = {"every_n_steps": 20}
+    operator.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(job), check=True)
+    assert first.wait(timeout=60) == 137, log.read_text()[-3000:]
+    made = {p["metadata"]["name"]: p["metadata"]["uid"] for p in workers(operator, namespace)}
+    assert sorted(made) == ["killed-worker-0", "killed-worker-1"]
+
+    second = local_operator(LLMTJ_CRASH_AFTER="pod-delete:1")
+    assert poll(lambda: ((get_job(operator, namespace, "killed") or {}).get("status") or {}).get("readyReplicas")
+                == 2, timeout=120), f"{get_job(operator, namespace, 'killed').get('status')}\n{log.read_text()[-3000:]}"
+    operator.kubectl("scale", "llmtj/killed", "-n", namespace, "--replicas=1", check=True)
+    assert second.wait(timeout=60) == 137, log.read_text()[-3000:]
+    status = get_job(operator, namespace, "killed")["status"]
+    assert status["desiredReplicas"] == 2, status  # killed before the scale-down reached status
+
+    local_operator()
+
+    def settled() -> bool:
+        status = (get_job(operator, namespace, "killed") or {}).get("status") or {}
+        scaling = {c["type"]: c["status"] for c in status.get("conditions") or []}.get("Scaling")
+        return status.get("desiredReplicas") == 1 and status.get("readyReplicas") == 1 and scaling == "False"
+
+    assert poll(settled, timeout=30), f"{get_job(operator, namespace, 'killed')['status']}\n{log.read_text()[-3000:]}"
+    done = wait_phase(operator, namespace, "killed", ("Succeeded", "Failed"), timeout=300)["status"]
+    assert done["phase"] == "Succeeded" and done["restartCount"] == 0 and done["desiredReplicas"] == 1, done
+    # worker 0 is the pod made first (never replaced); worker 1 was deleted once and never made again
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in workers(operator, namespace)} == \
+        {"killed-worker-0": made["killed-worker-0"]}
+
+
 def test_operator_survives_objects_its_schema_never_allowed(operator, namespace):
     """An older, looser CRD (or a bug) lets garbage in: each object gets a Failed condition, the operator lives on."""
     loose = yaml.safe_load(CRD.read_text())

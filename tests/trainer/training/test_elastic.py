@@ -194,6 +194,7 @@ def test_a_sigterm_to_one_agent_stops_it_cleanly_and_the_other_goes_on(tmp_path:
     assert sorted(attempts) == list(range(1, MAX_STEPS + 1)) and set(attempts.values()) == {1}, attempts  # none redone
     worlds = [w for w, _ in sorted({(r["world"], r["group"]) for r in records}, key=lambda x: x[1])]
     assert worlds == [2, 1], worlds
-    assert "SIGTERM received: saving a checkpoint" in (tmp_path / "b.log").read_text()
+    # global rank 0 says it, on whichever node the rendezvous gave rank 0 (not necessarily the signalled one)
+    assert "SIGTERM received: saving a checkpoint" in "".join(a.log.read_text() for a in agents)
     summary = json.loads((tmp_path / "elastic" / "summary.json").read_text())
     assert summary["steps"] == MAX_STEPS and summary["world_size"] == 1
