@@ -20,6 +20,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kubeconfig", help="kubeconfig file; default: in-cluster, else $KUBECONFIG or ~/.kube/config")
     p.add_argument("--trainer-image", help="image of jobs that name none (env LLMTJ_TRAINER_IMAGE)")
     p.add_argument("--health", default="http://0.0.0.0:8080/healthz", help="liveness endpoint for the probes")
+    p.add_argument("--metrics", default="0.0.0.0:9451", help="HOST:PORT of the Prometheus endpoint (/metrics); "
+                   "empty: none")
     p.add_argument("--peering", default=os.environ.get("LLMTJ_PEERING") or None,
                    help="run as one of several replicas, exactly one acting, through kopf's peering object of this "
                         "name (env LLMTJ_PEERING; needs the kopf.dev peering CRDs); unset: run alone")
@@ -36,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from . import handlers  # registers the handlers
+    from .metrics import serve
+
+    if args.metrics:
+        serve(args.metrics)
     from .peering import peering_object, priority
 
     if args.peering:  # the shared record of the replicas; kopf only updates it

@@ -40,6 +40,17 @@ class ConfigSource(ApiModel):
     config_map_key_ref: ConfigMapKeyRef = Field(description="A ConfigMap key holding the trainer's YAML config.")
 
 
+class SecretKeyRef(ApiModel):
+    name: str = Field(min_length=1, description="Secret in the job's namespace.")
+    key: str = Field(min_length=1, description="Key of the Secret holding the value.")
+
+
+class WandbSpec(ApiModel):
+    api_key_secret: SecretKeyRef = Field(description="The Secret key holding the W&B API key, given to the trainer "
+                                         "as WANDB_API_KEY by reference: it never appears in the job, its status "
+                                         "or its pods' specs. Turn W&B on in the config (logging.wandb.enabled).")
+
+
 class ElasticPolicy(ApiModel):
     min_replicas: int | None = Field(None, ge=1, description="Fewest worker pods training may run with; default: "
                                      "replicas.")
@@ -81,7 +92,7 @@ class Toleration(ApiModel):
 
 
 class EnvVar(ApiModel):
-    name: str = Field(min_length=1, description="Variable name.")
+    name: str = Field(min_length=1, max_length=256, description="Variable name.")
     value: str | None = Field(None, description="Literal value.")
     value_from: dict[str, Any] | None = Field(None, description="A Kubernetes EnvVarSource (secretKeyRef, "
                                               "configMapKeyRef, fieldRef): secrets by reference only.")
@@ -101,7 +112,8 @@ class JobSpec(ApiModel):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Image pull "
                                                                                    "policy.")
     resources: ResourceRequirements | None = Field(None, description="Resources per worker pod.")
-    env: list[EnvVar] | None = Field(None, description="Extra environment variables for the trainer.")
+    env: list[EnvVar] | None = Field(None, max_length=1024, description="Extra environment variables for the "
+                                     "trainer.")
     node_selector: dict[str, str] | None = Field(None, description="Node labels the worker pods must match.")
     tolerations: list[Toleration] | None = Field(None, description="Tolerations of the worker pods.")
     priority_class_name: str | None = Field(None, description="PriorityClass of the worker pods.")
@@ -111,6 +123,9 @@ class JobSpec(ApiModel):
     pod_template: dict[str, Any] | None = Field(None, description="A PodTemplateSpec (metadata, spec) merged over the "
                                                 "rendered worker pod: anything the fields above do not cover.")
     checkpoint: CheckpointVolume = Field(default_factory=CheckpointVolume, description="The checkpoint volume.")
+    wandb: WandbSpec | None = Field(None, description="Weights & Biases: where the API key is. The W&B run is named "
+                                    "after the job and keeps one run id (kept on the checkpoint volume) across "
+                                    "restarts and resizes.")
     rendezvous_port: int = Field(29400, ge=1024, le=65535, description="Port of torchrun's c10d rendezvous store.")
     termination_grace_period_seconds: int = Field(120, ge=0, description="Time a stopped worker gets to save a "
                                                   "checkpoint before it is killed; the workers get it less 10 s. "
@@ -180,7 +195,13 @@ class JobStatus(ApiModel):
                                          "scheduled together: the job's pods are released and retried with backoff.")
     start_time: str | None = Field(None, description="When the first worker pod was created.")
     completion_time: str | None = Field(None, description="When the job succeeded or failed.")
-    step: int | None = Field(None, description="Newest known optimizer step (from the newest checkpoint).")
+    step: int | None = Field(None, description="Newest known optimizer step: from the workers' metrics while the "
+                             "job runs, from the trainer's end-of-run message when it ends.")
+    loss: float | None = Field(None, description="Training loss at the newest logging interval (workers' metrics).")
+    tokens_per_second: float | None = Field(None, description="The job's training throughput over the newest logging "
+                                            "interval, summed over its ranks (workers' metrics).")
+    last_checkpoint_time: str | None = Field(None, description="When the newest checkpoint was saved (RFC 3339; "
+                                             "workers' metrics).")
     last_error: str | None = Field(None, description="The last worker failure: the trainer's error line or how the "
                                    "pod ended.")
     last_checkpoint: CheckpointStatus | None = Field(None, description="The newest complete checkpoint.")

@@ -40,12 +40,22 @@ SPEC_RULES = [
                 "of its own; lower nprocPerNode or raise the limit", "fieldPath": ".nprocPerNode"},
 ]
 
+# Variable names that hold secrets by convention: these, or ending in _ and one of these (WANDB_API_KEY, HF_TOKEN,
+# AWS_SECRET_ACCESS_KEY, DB_PASSWORD). Suffix tests, not a regex: the API server's CEL cost budget refuses a regex
+# over every item of an unbounded list.
+SECRET_ENV = ("API_KEY", "TOKEN", "SECRET", "SECRET_ACCESS_KEY", "PASSWORD")
+
 # Rules on nodes inside spec, by path ("[]": a list's items): what a worker pod would refuse, so that the API server
 # says it when the job is applied instead of the operator failing to create the job's pods.
 NESTED_RULES: dict[str, list[dict[str, str]]] = {
     "env[]": [
         {"rule": "!has(self.valueFrom) || !has(self.value) || self.value == ''",
          "message": "set either value or valueFrom, not both", "fieldPath": ".valueFrom"},
+        # a literal secret would sit in the job for anyone who can read it, and in every pod spec
+        {"rule": "!has(self.value) || self.value == '' || !" + str(list(SECRET_ENV)) +
+                 ".exists(s, self.name == s || self.name.endsWith('_' + s))",
+         "message": "a secret must not be written into the job: put it in a Secret and use valueFrom.secretKeyRef "
+                    "(for the W&B key: spec.wandb.apiKeySecret)", "fieldPath": ".value"},
     ],
     "tolerations[]": [
         {"rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
@@ -93,6 +103,9 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Job phase."},
     {"name": "Workers", "type": "string", "jsonPath": ".status.workers", "description": "Ready/desired worker pods."},
     {"name": "Step", "type": "integer", "jsonPath": ".status.step", "description": "Newest known optimizer step."},
+    {"name": "Loss", "type": "number", "jsonPath": ".status.loss", "description": "Newest training loss."},
+    {"name": "Tokens/s", "type": "number", "jsonPath": ".status.tokensPerSecond",
+     "description": "The job's training throughput."},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restartCount", "priority": 1,
      "description": "Worker restarts so far."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -15,6 +15,7 @@ MANAGED_BY = "llm-training-operator"
 CONTAINER = "trainer"
 CONFIG_KEY = "config.yaml"
 CONFIG_MOUNT = "/etc/llmtj"
+METRICS_PORT = 9450  # each worker pod's Prometheus endpoint (llmtj-worker; docs/metrics.md), container port "metrics"
 
 
 def service(job: str) -> str:

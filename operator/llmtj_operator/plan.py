@@ -191,4 +191,5 @@ def plan(name: str, spec: JobSpec, generation: int | None, status: dict[str, Any
 
 
 _STATUS_KEYS = ("phase", "conditions", "startTime", "completionTime", "restartCount", "step", "lastCheckpoint",
-                "lastError", "worldSize", "stoppedWorkers", "gangRetry")
+                "lastError", "worldSize", "stoppedWorkers", "gangRetry", "loss", "tokensPerSecond",
+                "lastCheckpointTime")

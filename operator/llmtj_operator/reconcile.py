@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from . import conditions as cond
-from . import faults, names
+from . import faults, metrics, names, progress
 from .api import JobSpec
 from .checks import batch_problem, pod_template_problem
 from .clock import parse, timestamp
@@ -117,7 +117,9 @@ def _reject(kube: Kube, body: dict[str, Any], status: dict[str, Any], err: Rejec
            "lastError": err.message, "observedGeneration": gen,
            "conditions": cond.for_phase(status.get("conditions") or [], "Failed", err.reason, err.message, stamp, gen)}
     kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], new)
+    metrics.record_phase(body["metadata"]["namespace"], body["metadata"]["name"], "Failed")
     if status.get("phase") != "Failed":
+        metrics.ERRORS.labels(body["metadata"]["namespace"], err.reason).inc()
         kube.event(body, "Warning", err.reason, err.message)
 
 
@@ -138,11 +140,23 @@ def reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: da
 
 def forget(namespace: str, name: str) -> None:
     _passes.forget((namespace, name))
+    metrics.record_phase(namespace, name, None)
+    progress.forget(namespace, name)
 
 
 def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime, resync: bool) -> None:
+    with metrics.RECONCILE.time():
+        try:
+            _pass(kube, namespace, name, default_image, now, resync)
+        except Exception as e:
+            metrics.ERRORS.labels(namespace, type(e).__name__).inc()
+            raise
+
+
+def _pass(kube: Kube, namespace: str, name: str, default_image: str, now: datetime, resync: bool) -> None:
     body = kube.get_job(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        metrics.record_phase(namespace, name, None)
         return  # gone or going: the garbage collector stops the pods (SIGTERM, grace period) and removes children
     status = body.get("status") or {}
     meta = body["metadata"]
@@ -181,24 +195,29 @@ def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: d
     action = store_action(keep, store, any(not v.terminal and not v.deleting for v in views), bool(result.create))
     if action.delete:
         kube.delete_pod(namespace, names.rendezvous(name))
-    if action.create:
-        kube.create(build_rendezvous_pod(job))
+    if action.create and kube.create(build_rendezvous_pod(job)):
+        metrics.POD_CREATIONS.labels(namespace, "rendezvous").inc()
     for pod_name in result.delete:
         kube.delete_pod(namespace, pod_name)
         faults.point("pod-delete")
     for index, restarts in result.create:
-        kube.create(build_pod(job, index, restarts, gated=result.gated))
+        if kube.create(build_pod(job, index, restarts, gated=result.gated)):
+            metrics.POD_CREATIONS.labels(namespace, "worker").inc()
         faults.point("pod-create")
     by_name = {p["metadata"]["name"]: p for p in workers}
     for pod_name in result.ungate:
         gates = (by_name[pod_name].get("spec") or {}).get("schedulingGates") or []
         kube.set_scheduling_gates(namespace, pod_name, [g for g in gates if g.get("name") != names.GANG_GATE])
     result.status["worldSize"] = result.status.get("readyReplicas", 0) * spec.procs_per_pod
+    if result.status.get("phase") == "Running" and progress.due(namespace, name):
+        result.status.update(progress.read([p["status"]["podIP"] for p in workers if _serving(p)]))
     if result.status != status:
         kube.patch_status(namespace, name, result.status)
         faults.point("status-write")
     for kind, reason, message in result.events:
         kube.event(body, kind, reason, message)
+    metrics.record_events(namespace, result.events)
+    metrics.record_phase(namespace, name, result.status.get("phase"))
 
 
 def _release_from_lost_nodes(kube: Kube, body: dict[str, Any], pods: list[dict[str, Any]]) -> None:
@@ -229,6 +248,13 @@ def _maybe_stranded(pod: dict[str, Any]) -> bool:
     evicted = any(c.get("type") == "DisruptionTarget" and c.get("reason") == "DeletionByTaintManager"
                   for c in (pod.get("status") or {}).get("conditions") or [])
     return evicted or datetime.now(timezone.utc) > deletion
+
+
+def _serving(pod: dict[str, Any]) -> bool:
+    """A worker whose metrics endpoint may answer: running, with an address, not on its way out."""
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and bool(status.get("podIP")) and \
+        not (pod.get("metadata") or {}).get("deletionTimestamp")
 
 
 def _role(pod: dict[str, Any]) -> str | None:

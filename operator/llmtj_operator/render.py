@@ -103,14 +103,20 @@ def _volumes(job: Job) -> list[dict[str, Any]]:
     ]
 
 
-def _container(job: Job) -> dict[str, Any]:
+def _container(job: Job, pod: str, restart_count: int) -> dict[str, Any]:
     spec = job.spec
     user_env = [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env or []]
+    if spec.wandb is not None:  # by reference: the key itself never enters a spec
+        ref = spec.wandb.api_key_secret
+        user_env.insert(0, {"name": "WANDB_API_KEY",
+                            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     container: dict[str, Any] = {
         "name": names.CONTAINER,
         "image": job.image,
         "command": ["llmtj-worker"],
-        "env": [*torchrun_env(job.name, job.namespace, job.uid, spec), *trainer_env(job.name, spec), *user_env],
+        "env": [*torchrun_env(job.name, job.namespace, job.uid, spec),
+                *trainer_env(job.name, job.namespace, pod, restart_count, spec), *user_env],
+        "ports": [{"name": "metrics", "containerPort": names.METRICS_PORT, "protocol": "TCP"}],
         "volumeMounts": [
             {"name": "config", "mountPath": names.CONFIG_MOUNT, "readOnly": True},
             {"name": "checkpoints", "mountPath": spec.checkpoint.mount_path},
@@ -141,7 +147,10 @@ def build_pod(job: Job, index: int, restart_count: int = 0, gated: bool = False)
     spec = job.spec
     name = names.worker(job.name, index)
     labels = {**names.selector_labels(job.name), names.INDEX_LABEL: str(index)}
-    annotations = {names.RESTARTS_ANNOTATION: str(restart_count)}
+    annotations = {names.RESTARTS_ANNOTATION: str(restart_count),
+                   # a plain Prometheus's pod discovery (the Prometheus Operator uses the PodMonitor instead)
+                   "prometheus.io/scrape": "true", "prometheus.io/port": str(names.METRICS_PORT),
+                   "prometheus.io/path": "/metrics"}
     if job.queue:  # Kueue admits the workers as one plain pod group of spec.replicas pods
         labels.update({names.KUEUE_QUEUE_LABEL: job.queue, names.KUEUE_GROUP_LABEL: job.name})
         annotations[names.KUEUE_COUNT_ANNOTATION] = str(spec.replicas)
@@ -156,7 +165,7 @@ def build_pod(job: Job, index: int, restart_count: int = 0, gated: bool = False)
         "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
         "enableServiceLinks": False,
         "securityContext": copy.deepcopy(POD_SECURITY),
-        "containers": [_container(job)],
+        "containers": [_container(job, name, restart_count)],
         "volumes": _volumes(job),
     }
     for key, value in (("nodeSelector", spec.node_selector), ("priorityClassName", spec.priority_class_name),

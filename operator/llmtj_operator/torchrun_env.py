@@ -34,11 +34,17 @@ def torchrun_env(job: str, namespace: str, uid: str, spec: JobSpec) -> list[dict
     return [{"name": k, "value": v} for k, v in pairs.items()]
 
 
-def trainer_env(job: str, spec: JobSpec) -> list[dict[str, str]]:
+def trainer_env(job: str, namespace: str, pod: str, restart_count: int, spec: JobSpec) -> list[dict[str, str]]:
+    """The trainer's side: config, run directory, and who it is for the metrics endpoint (job, namespace, pod, and
+    the job's restarts when this pod was made)."""
     pairs = {
         "LLMTJ_CONFIG": f"{names.CONFIG_MOUNT}/{names.CONFIG_KEY}",
         "LLMTJ_OUTPUT_DIR": spec.checkpoint.mount_path,
         "LLMTJ_RUN_NAME": job,
+        "LLMTJ_NAMESPACE": namespace,
+        "LLMTJ_POD_NAME": pod,
+        "LLMTJ_RESTART_COUNT": str(restart_count),
+        "LLMTJ_METRICS_PORT": str(names.METRICS_PORT),
         "LLMTJ_TERMINATION_MESSAGE_PATH": TERMINATION_LOG,
         "PYTHONUNBUFFERED": "1",
     }

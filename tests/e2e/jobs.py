@@ -112,8 +112,8 @@ def start_local_operator(kubeconfig: Path, log: Path, scope: tuple[str, ...] = (
     exe = shutil.which("llmtj-operator", path=os.path.dirname(sys.executable)) or "llmtj-operator"
     full = {**os.environ, "KUBECONFIG": str(kubeconfig), "LLMTJ_RESYNC_SECONDS": "2", **env}
     full.pop("KUBERNETES_SERVICE_HOST", None)
-    return subprocess.Popen([exe, *scope, "--health", "http://127.0.0.1:0/healthz"], env=full,
-                            stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen([exe, *scope, "--health", "http://127.0.0.1:0/healthz", "--metrics", "127.0.0.1:0"],
+                            env=full, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 PEERING = "/apis/kopf.dev/v1/clusterkopfpeerings/llm-training-operator"
@@ -138,3 +138,17 @@ def operator_pods(cluster) -> dict[str, dict]:
     selector = "app.kubernetes.io/name%3Dllm-training-operator"
     return {p["metadata"]["name"]: p for p in pods(cluster, OPERATOR_NS, selector)
             if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")}
+
+
+def scrape(pod: dict[str, Any], port: int = 9450) -> dict[str, list]:
+    """A pod's metrics endpoint (a worker's podIP:9450, an operator's :9451; docs/metrics.md): sample name ->
+    [(labels, value)]; {} while it does not answer yet."""
+    import urllib.request
+
+    from ..metrics_doc import parse
+
+    try:
+        return parse(urllib.request.urlopen(f"http://{pod['status']['podIP']}:{port}/metrics", timeout=5).read()
+                     .decode())
+    except (OSError, KeyError):
+        return {}

@@ -39,6 +39,11 @@ BAD = [
     ({"env": [{"name": "TOKEN", "value": "x", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]},
      ["spec.env[0].valueFrom", "set either value or valueFrom, not both"]),
     ({"env": [{"name": "", "value": "x"}]}, ["spec.env[0].name", "at least 1 chars long"]),
+    ({"env": [{"name": "PATHS", "value": "/x"}, {"name": "WANDB_API_KEY", "value": "0123abcd"}]},
+     ["spec.env[1].value", "a secret must not be written into the job: put it in a Secret and use "
+      "valueFrom.secretKeyRef (for the W&B key: spec.wandb.apiKeySecret)"]),
+    ({"env": [{"name": "HF_TOKEN", "value": "hf_x"}]}, ["spec.env[0].value", "a secret must not be written"]),
+    ({"wandb": {"apiKeySecret": {"name": "wandb"}}}, ["spec.wandb.apiKeySecret.key", "Required value"]),
     ({"tolerations": [{"key": "gpu", "operator": "Exists", "value": "yes"}]},
      ["spec.tolerations[0].value", "operator Exists matches every value of the taint; remove value, or use operator "
       "Equal"]),

@@ -5,7 +5,21 @@ from __future__ import annotations
 
 import pytest
 
-from .jobs import apply, claim_dir, events, example, get_job, pod_logs, poll, wait_phase, workers
+from ..metrics_doc import check
+from .jobs import (
+    acting,
+    apply,
+    claim_dir,
+    events,
+    example,
+    get_job,
+    operator_pods,
+    pod_logs,
+    poll,
+    scrape,
+    wait_phase,
+    workers,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 STEPS = 600
@@ -43,6 +57,23 @@ def test_kubectl_scale_resizes_a_running_job_without_restarts(operator, namespac
     assert poll(lambda: (get_job(operator, namespace, "resized") or {}).get("status", {}).get("readyReplicas") == 2,
                 timeout=240), pod_logs(operator, namespace)
 
+    # each worker pod serves its rank's metrics on its own address (docs/metrics.md), labelled with job and pod
+    def steps_served() -> dict[str, float]:
+        out = {}
+        for pod in workers(operator, namespace):
+            for labels, value in scrape(pod).get("llmtj_step", []):
+                assert (labels["job"], labels["namespace"]) == ("resized", namespace), labels
+                out[labels["pod"]] = value
+        return out
+
+    assert poll(lambda: len(steps_served()) == 2 and min(steps_served().values()) > 0, timeout=120), steps_served()
+    # the operator copies progress from those endpoints into status (every 30 s), and kubectl get shows it
+    assert poll(lambda: (get_job(operator, namespace, "resized")["status"].get("tokensPerSecond") or 0) > 0
+                and get_job(operator, namespace, "resized")["status"].get("loss"), timeout=120), \
+        get_job(operator, namespace, "resized")["status"]
+    table = operator.kubectl("get", "llmtj/resized", "-n", namespace, check=True).stdout.splitlines()
+    assert table[0].split()[:6] == ["NAME", "PHASE", "WORKERS", "STEP", "LOSS", "TOKENS/S"], table
+
     refused = operator.kubectl("scale", "llmtj/resized", "-n", namespace, "--replicas=4")
     assert refused.returncode != 0 and "replicas must be at most elastic.maxReplicas" in refused.stderr
 
@@ -69,3 +100,13 @@ def test_kubectl_scale_resizes_a_running_job_without_restarts(operator, namespac
     reasons = [e["reason"] for e in events(operator, namespace)]
     assert "ScalingUp" in reasons and "ScalingDown" in reasons and "WorkerFailed" not in reasons, reasons
     assert _header(1) in pod_logs(operator, namespace, tail=10**7)  # keeping the global batch at each size
+
+    # the acting operator replica counted it all (docs/metrics.md, "Operator")
+    served = scrape(operator_pods(operator)[acting(operator)], port=9451)
+    check("Operator", served, "llmtj_operator_")
+    count = {(s[0].get("namespace"), s[0].get("direction") or s[0].get("role") or s[0].get("phase")): s[1]
+             for name in ("llmtj_operator_scale_events_total", "llmtj_operator_pod_creations_total",
+                          "llmtj_operator_jobs") for s in served[name]}
+    assert count[(namespace, "up")] >= 1 and count[(namespace, "down")] >= 1, count
+    assert count[(namespace, "worker")] >= 3 and count[(namespace, "Succeeded")] >= 1, count
+    assert served["llmtj_operator_reconcile_duration_seconds_count"][0][1] > 0

@@ -11,7 +11,7 @@ import pytest
 
 from distributed_llm_trainer.training.checkpoint_io import load_checkpoint_file
 
-from .jobs import apply, claim_dir, events, example, get_job, pod_logs, pods, poll, wait_gone, wait_phase
+from .jobs import apply, claim_dir, events, example, get_job, pod_logs, pods, poll, wait_phase, workers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -36,11 +36,20 @@ def running_pid(pod: dict) -> int:
     return int(cs["containerID"].removeprefix("local://"))
 
 
+WANDB_KEY = "llmtj0test0wandb0key0never0to0be0seen0anywhere"  # a stand-in key: W&B itself is out of reach here
+
+
 def test_a_killed_worker_0_is_replaced_counted_once_and_training_finishes(operator, namespace):
     """Worker 0 (rank 0, and in torchrun's default set-up the rendezvous store's host) loses its processes: the
-    store pod keeps the rendezvous, so one replacement is all it costs."""
+    store pod keeps the rendezvous, so one replacement is all it costs. The job logs to W&B with its key in a
+    Secret: the restarted run continues the same W&B run, and the key shows up nowhere."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wandb", "namespace": namespace},
+              "stringData": {"api-key": WANDB_KEY}}
+    operator.kubectl("apply", "-f", "-", input=json.dumps(secret), check=True)
     job = long_job("killed", 29412, 300)
     job["spec"]["backoffLimit"] = 6
+    job["spec"]["wandb"] = {"apiKeySecret": {"name": "wandb", "key": "api-key"}}
+    job["spec"]["config"]["logging"] = {**job["spec"]["config"].get("logging", {}), "wandb": {"enabled": True}}
     apply(operator, namespace, job)
     assert poll(lambda: len(checkpoints(operator, namespace, "killed")) >= 1, timeout=240), \
         pod_logs(operator, namespace)
@@ -56,6 +65,22 @@ def test_a_killed_worker_0_is_replaced_counted_once_and_training_finishes(operat
     assert int(new["metadata"]["annotations"]["llmtj.dev/restart-count"]) >= 1
     warned = [e["message"] for e in events(operator, namespace) if e["reason"] == "WorkerFailed"]
     assert any("killed-worker-0" in m and "killed by SIGKILL" in m for m in warned), warned
+
+    # one W&B run (offline here: no network) across the restart, named after the job, its id on the claim
+    run = claim_dir(operator, namespace, "killed-checkpoints") / "killed"
+    run_id = (run / "wandb" / "run_id").read_text().strip()
+    starts = sorted((run / "wandb").glob("offline-run-*"))  # one per start of rank 0
+    assert len(starts) >= 2 and {d.name.rsplit("-", 1)[1] for d in starts} == {run_id}, starts
+    # the key: by reference in the pods, and in nothing the job, its pods or its run left behind
+    for pod in workers(operator, namespace):
+        env = {e["name"]: e for e in pod["spec"]["containers"][0].get("env", [])}
+        assert env["WANDB_API_KEY"] == {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {
+            "name": "wandb", "key": "api-key"}}}, env["WANDB_API_KEY"]
+    seen = [json.dumps(get_job(operator, namespace, "killed")), json.dumps(pods(operator, namespace)),
+            pod_logs(operator, namespace, tail=10**7), json.dumps(events(operator, namespace))]
+    assert not [i for i, text in enumerate(seen) if WANDB_KEY in text]
+    leaked = [str(f) for f in run.rglob("*") if f.is_file() and WANDB_KEY.encode() in f.read_bytes()]
+    assert not leaked, leaked
 
 
 def test_a_worker_stopped_by_sigterm_saves_and_is_replaced_without_counting(operator, namespace):
@@ -81,9 +106,16 @@ def test_deleting_a_running_job_saves_a_checkpoint_on_sigterm(operator, namespac
     assert poll(lambda: len(checkpoints(operator, namespace, "stopped")) >= 1, timeout=240), \
         pod_logs(operator, namespace)
     operator.kubectl("delete", "llmtj", "stopped", "-n", namespace, "--wait=false", check=True)
-    for i in (0, 1):
-        wait_gone(operator, f"/api/v1/namespaces/{namespace}/pods/stopped-worker-{i}", timeout=150)
+    last_logs = ""  # the pods' logs go with them: keep the last read, for the message below
+
+    def gone() -> bool:
+        nonlocal last_logs
+        last_logs = pod_logs(operator, namespace, tail=6000) or last_logs
+        return not any(operator.get(f"/api/v1/namespaces/{namespace}/pods/stopped-worker-{i}") for i in (0, 1))
+
+    assert poll(gone, timeout=150, interval=0.3), last_logs
     run = claim_dir(operator, namespace, "stopped-checkpoints") / "stopped"
+    assert (run / "summary.json").is_file(), last_logs
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stop_reason"] == "SIGTERM", summary
     assert load_checkpoint_file(run / "checkpoints" / "last.ckpt")["global_step"] == summary["steps"] > 0

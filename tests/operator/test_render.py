@@ -94,6 +94,18 @@ def test_torchrun_environment(spec, nnodes, nproc):
     assert env["LLMTJ_OUTPUT_DIR"] == "/checkpoints"
 
 
+def test_metrics_endpoint_port_labels_and_scrape_annotations():
+    pod = build_pod(job({}), 1, restart_count=4)
+    env = env_of(pod)
+    assert (env["LLMTJ_NAMESPACE"], env["LLMTJ_POD_NAME"], env["LLMTJ_RESTART_COUNT"]) == ("team-a", "tiny-worker-1",
+                                                                                           "4")
+    assert env["LLMTJ_METRICS_PORT"] == "9450"
+    assert pod["spec"]["containers"][0]["ports"] == [{"name": "metrics", "containerPort": 9450, "protocol": "TCP"}]
+    notes = pod["metadata"]["annotations"]
+    assert (notes["prometheus.io/scrape"], notes["prometheus.io/port"], notes["prometheus.io/path"]) == \
+        ("true", "9450", "/metrics")
+
+
 def test_pod_runs_the_worker_entry_point_non_root_with_graceful_stop():
     pod = build_pod(job({"terminationGracePeriodSeconds": 300}), 0, restart_count=2)
     c = pod["spec"]["containers"][0]
@@ -172,3 +184,11 @@ def test_pods_leave_a_lost_node_after_30_s_unless_the_job_says_otherwise():
            "tolerationSeconds": 2}
     tolerations = build_pod(job({"tolerations": [own]}), 0)["spec"]["tolerations"]
     assert own in tolerations and [t["key"] for t in tolerations].count("node.kubernetes.io/unreachable") == 1
+
+
+def test_wandb_key_by_reference_only():
+    pod = build_pod(job({"wandb": {"apiKeySecret": {"name": "wandb", "key": "api-key"}}}), 0)
+    env = pod["spec"]["containers"][0]["env"]
+    assert {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key"}}} in env
+    assert all("value" not in e for e in env if e["name"] == "WANDB_API_KEY")
+    assert env_of(pod)["LLMTJ_RUN_NAME"] == "tiny"  # the W&B run's name; its id lives in the run directory

@@ -8,6 +8,9 @@ What the operator passes, all optional for a run by hand (``docker run IMAGE``: 
     PET_*              torchrun's own settings (PET_NNODES=MIN:MAX, PET_NPROC_PER_NODE, PET_RDZV_BACKEND,
                        PET_RDZV_ENDPOINT, PET_RDZV_ID, PET_MAX_RESTARTS); none given: ``--standalone``
     LLMTJ_RDZV_WAIT_S  how long to wait for the rendezvous host's name to resolve (default 300)
+    LLMTJ_METRICS_PORT serve the pod's Prometheus metrics there (monitoring/endpoint.py); labelled with
+                       LLMTJ_RUN_NAME (job), LLMTJ_NAMESPACE, LLMTJ_POD_NAME; LLMTJ_RESTART_COUNT: the job's
+                       restarts when this pod was made
 
 Extra arguments are dotted config overrides (``training.max_steps=50``). Exit codes: 0 done; 2 bad input, permanent
 (the config is checked before any rendezvous, and a trainer rank's ``error:`` line stops torchrun's retries at
@@ -90,12 +93,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def supervise(cmd: list[str], error_file: Path) -> int:
+def supervise(cmd: list[str], error_file: Path, extra_env: dict[str, str] | None = None) -> int:
     """Run torchrun; forward SIGTERM/SIGINT; stop it as soon as a rank reports bad input (permanent: exit 2)."""
     # A session of its own: a signal sent to our whole process group (a shell's Ctrl-C, ``kill -- -PGID``, a node
     # agent's killpg) reaches torchrun only as the one copy we forward. A second SIGTERM would abort torchrun's
     # graceful shutdown midway and take the workers down before their checkpoint.
-    proc = subprocess.Popen(cmd, env={**os.environ, **torchrun_env(os.environ), "LLMTJ_ERROR_FILE": str(error_file)},
+    env = {**os.environ, **torchrun_env(os.environ), **(extra_env or {}), "LLMTJ_ERROR_FILE": str(error_file)}
+    proc = subprocess.Popen(cmd, env=env,
                             start_new_session=True, preexec_fn=_die_with_parent)
 
     stopped: list[int] = []
@@ -136,4 +140,32 @@ def main(argv: list[str] | None = None) -> None:
     if endpoint:
         run_cli(lambda: wait_for_rendezvous_host(endpoint, float(os.environ.get("LLMTJ_RDZV_WAIT_S", "300"))))
     with tempfile.TemporaryDirectory(prefix="llmtj-worker-") as tmp:
-        sys.exit(supervise(cmd, Path(tmp) / "error"))
+        sys.exit(supervise(cmd, Path(tmp) / "error", serve_metrics(os.environ, Path(tmp) / "metrics")))
+
+
+def serve_metrics(env: Mapping[str, str], rank_dir: Path) -> dict[str, str]:
+    """With LLMTJ_METRICS_PORT: the pod's endpoint up, and the env that makes the ranks write into ``rank_dir``.
+
+    It listens on the pod's address (LLMTJ_METRICS_HOST, else what the hostname resolves to: the pod IP in
+    Kubernetes), not on every interface: pods that share a host's network (hostNetwork, the test bed's node agent)
+    keep out of each other's way. A port it cannot bind costs the metrics, never the training."""
+    port = env.get("LLMTJ_METRICS_PORT")
+    if not port:
+        return {}
+    from .monitoring.endpoint import serve
+
+    host = env.get("LLMTJ_METRICS_HOST") or _pod_address()
+    try:
+        serve(host, int(port), rank_dir, env)
+    except OSError as e:
+        print(f"warning: metrics endpoint {host}:{port}: {e}; training goes on without it", file=sys.stderr,
+              flush=True)
+        return {}
+    return {"PROMETHEUS_MULTIPROC_DIR": str(rank_dir)}
+
+
+def _pod_address() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "0.0.0.0"

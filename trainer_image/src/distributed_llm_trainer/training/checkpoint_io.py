@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -14,6 +16,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from ..utils.fs import atomic_write_stream, atomic_write_text
 
 STEP_PATTERN = re.compile(r"step-(\d+)\.ckpt$")
+SAVE_OBSERVERS: list[Callable[[float], None]] = []  # told each file save's duration in seconds (metrics)
 
 
 class CorruptCheckpoint(Exception):
@@ -44,6 +47,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         path = Path(path)
         digest = hashlib.sha256()
+        started = time.perf_counter()
 
         def write(f: BinaryIO) -> None:  # stream to the temp file, hashing on the way (no in-memory copy)
             torch.save(checkpoint, _HashingWriter(f, digest))
@@ -51,6 +55,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         # Checksum renamed into place first: a kill between the two renames leaves the old ckpt with a mismatching
         # sum, which the loader then skips in favour of the previous checkpoint (never a silently trusted half state).
         atomic_write_stream(path, write, lambda: atomic_write_text(_checksum_path(path), digest.hexdigest() + "\n"))
+        for observe in SAVE_OBSERVERS:
+            observe(time.perf_counter() - started)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint_file(Path(path), map_location=map_location or "cpu")

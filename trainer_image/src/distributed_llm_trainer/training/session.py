@@ -106,13 +106,14 @@ class Session:
     def build(self, resume_from: Path | None) -> None:
         """Fresh module, datamodule, callbacks and Trainer (again after a rollback)."""
         from ..data.datamodule import TokenDataModule
+        from ..monitoring import prometheus
         from ..monitoring.csv_logger import truncate_after
         from ..monitoring.loggers import build_loggers
         from ..monitoring.metrics import TrainMetrics
         from ..monitoring.samples import EvalSamples
         from ..monitoring.system import SystemMetrics
         from .budget import compute_budget
-        from .checkpoint_io import load_checkpoint_file
+        from .checkpoint_io import SAVE_OBSERVERS, load_checkpoint_file
         from .faults import FaultInjector
         from .guards import Preemption, SpikeGuard
         from .module import LMModule
@@ -137,6 +138,10 @@ class Session:
         callbacks.append(RankWatchdog())
         if cfg.logging.system_metrics:
             callbacks.append(SystemMetrics(cfg.logging.interval))
+        if prometheus.enabled():  # under llmtj-worker serving the pod's metrics endpoint
+            rank_metrics = prometheus.RankMetrics(self.metrics, cfg.logging.interval, cfg.model.name)
+            callbacks.insert(1, rank_metrics)  # right after TrainMetrics, whose row it exports
+            SAVE_OBSERVERS[:] = [rank_metrics.checkpoint_saved]
         self.samples = None
         if cfg.logging.sample_tokens > 0 and cfg.logging.sample_prompts:  # on every rank: FSDP generate is collective
             self.samples = EvalSamples(cfg.logging.sample_prompts, cfg.logging.sample_tokens, self.data.tokenizer,
