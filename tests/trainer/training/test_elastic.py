@@ -198,3 +198,30 @@ def test_a_sigterm_to_one_agent_stops_it_cleanly_and_the_other_goes_on(tmp_path:
     assert "SIGTERM received: saving a checkpoint" in "".join(a.log.read_text() for a in agents)
     summary = json.loads((tmp_path / "elastic" / "summary.json").read_text())
     assert summary["steps"] == MAX_STEPS and summary["world_size"] == 1
+
+
+def test_a_sigterm_that_lands_while_the_group_finishes_only_marks_the_stop(tmp_path: Path, store: dict[str, str]
+                                                                          ) -> None:
+    """Deleting a job SIGTERMs its pods a moment apart: the first signal stops the group at a step boundary, and the
+    second lands on a node whose ranks are already finishing (here held there for 5 s). It must not kill them
+    between their last collective and rank 0's summary: both nodes exit 143 and the run's end is written."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LLMTJ_CONFIG": DEBUG, "LLMTJ_OUTPUT_DIR": str(tmp_path),
+           "LLMTJ_RUN_NAME": "elastic", "DLT_TRACE_BATCHES": str(tmp_path / "trace"), "DLT_FAULT_FINISH_SLEEP_S": "5",
+           **store, **PACE}
+    (tmp_path / "trace").mkdir()
+    agents = [Agent("a", tmp_path, env), Agent("b", tmp_path, env)]
+    try:
+        _wait("2 workers training", lambda: any(r["world"] == 2 and r["step"] >= 15
+                                                for r in _records(tmp_path / "trace")), agents)
+        agents[1].proc.send_signal(signal.SIGTERM)
+        said = "SIGTERM received: saving a checkpoint"
+        _wait("the group to stop", lambda: any(said in a.log.read_text() for a in agents), agents, timeout=120)
+        time.sleep(1)  # every rank is past its checkpoint and in the 5 s pause at the start of the run's end
+        agents[0].proc.send_signal(signal.SIGTERM)
+        assert [a.proc.wait(timeout=120) for a in agents] == [143, 143], "\n".join(a.tail() for a in agents)
+    finally:
+        for a in agents:
+            if a.proc.poll() is None:
+                a.kill()
+    summary = json.loads((tmp_path / "elastic" / "summary.json").read_text())
+    assert summary["stop_reason"] == "SIGTERM" and summary["world_size"] == 2, summary

@@ -5,6 +5,7 @@ DLT_FAULT_KILL_RANK=r        ... only on global rank r (default: every rank)
 DLT_FAULT_NAN_AT_STEPS=a,b   make every gradient NaN at those steps (the update must be skipped)
 DLT_FAULT_SPIKE_AT_STEPS=a,b replace that step's targets with random tokens (a loss spike from bad data)
 DLT_FAULT_STEP_SLEEP_S=x     sleep x seconds after each optimizer step (a slower model: tests' events land mid-run)
+DLT_FAULT_FINISH_SLEEP_S=x   sleep x seconds as the run's end begins (a signal lands while every rank finishes)
 DLT_TRACE_BATCHES=DIR        append each micro-batch's row digests to DIR/trace-<pid>.jsonl ({"step", "rank",
                              "world", "group", "rows"}): which windows each optimizer step read, for the elastic
                              checks; ``group`` (rank 0's start time) tells a redone step's last attempt.
@@ -43,6 +44,10 @@ def _once(kind: str, step: int, steps: set[int]) -> bool:
 def _steps(var: str) -> set[int]:
     raw = os.environ.get(var, "")
     return {int(s) for s in raw.split(",") if s.strip()}
+
+
+def finish_pause() -> None:
+    time.sleep(float(os.environ.get("DLT_FAULT_FINISH_SLEEP_S") or 0))
 
 
 class FaultInjector(L.Callback):

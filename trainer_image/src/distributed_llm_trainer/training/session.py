@@ -207,6 +207,20 @@ class Session:
         return path, skip
 
     def finish(self) -> dict[str, Any]:
+        """The end of the run, with SIGTERM held: the run is stopping already, so a SIGTERM now (a peer's pod
+        deleted a moment after ours, once the group had agreed to stop) only marks it. Left to the default handler
+        (Lightning's teardown restored it when fit returned), it would kill this rank between its last collective
+        and rank 0's summary, and the peers with it."""
+        from .faults import finish_pause
+
+        self.preemption.install()
+        try:
+            finish_pause()
+            return self._finish()
+        finally:
+            self.preemption.uninstall()
+
+    def _finish(self) -> dict[str, Any]:
         from .finish import best_checkpoint, export, full_model, leave_process_group, sample_text, write_summary
         from .trainer import stopped_early
 
