@@ -94,12 +94,16 @@ def test_operator_killed_after_a_status_write_and_mid_scale_loses_nothing(operat
 
     local_operator()
 
-    def settled() -> bool:
+    def scaling(want: str) -> bool:
         status = (get_job(operator, namespace, "killed") or {}).get("status") or {}
-        scaling = {c["type"]: c["status"] for c in status.get("conditions") or []}.get("Scaling")
-        return status.get("desiredReplicas") == 1 and status.get("readyReplicas") == 1 and scaling == "False"
+        state = {c["type"]: c["status"] for c in status.get("conditions") or []}.get("Scaling")
+        return status.get("desiredReplicas") == 1 and status.get("readyReplicas") == 1 and state == want
 
-    assert poll(settled, timeout=30), f"{get_job(operator, namespace, 'killed')['status']}\n{log.read_text()[-3000:]}"
+    # status catches up within seconds (the scale-down under way), then settles once worker 1 has saved and left
+    assert poll(lambda: scaling("True") or scaling("False"), timeout=30), \
+        f"{get_job(operator, namespace, 'killed')['status']}\n{log.read_text()[-3000:]}"
+    assert poll(lambda: scaling("False"), timeout=240), \
+        f"{get_job(operator, namespace, 'killed')['status']}\n{log.read_text()[-3000:]}"
     done = wait_phase(operator, namespace, "killed", ("Succeeded", "Failed"), timeout=300)["status"]
     assert done["phase"] == "Succeeded" and done["restartCount"] == 0 and done["desiredReplicas"] == 1, done
     # worker 0 is the pod made first (never replaced); worker 1 was deleted once and never made again
