@@ -50,6 +50,9 @@ def _finish(plan: Plan, phase: str, reason: str, message: str, now: str, gen: in
     old_phase = st.get("phase")
     st["phase"] = phase
     st["conditions"] = cond.for_phase(st.get("conditions") or [], phase, reason, message, now, gen)
+    if (phase in TERMINAL or phase == "Suspended") and cond.is_true(st["conditions"], "Scaling"):  # none under way
+        st["conditions"] = cond.upsert(st["conditions"], "Scaling", False, f"Job{phase}",
+                                       f"the job is {phase}: no resize under way", now, gen)
     if phase in TERMINAL:
         st.setdefault("completionTime", now)
         plan.create = []  # nothing new for a finished job, also what this pass had planned before it failed

@@ -101,6 +101,19 @@ def test_scale_down_removes_the_highest_indices_gracefully_without_a_restart():
     assert not cond.is_true(gone.status["conditions"], "Scaling") and gone.status["restartCount"] == 0
 
 
+def test_a_job_that_finishes_mid_resize_ends_its_scaling_condition():
+    running = {**STARTED, "desiredReplicas": 2}
+    down = run({"replicas": 1, **ELASTIC}, running, [pod(0), pod(1)])
+    assert cond.is_true(down.status["conditions"], "Scaling")
+    done = run({"replicas": 1, **ELASTIC}, down.status, [pod(0, "Succeeded", ready=False, exit_code=0),
+                                                         pod(1, deleting=True)])
+    assert done.status["phase"] == "Running"  # worker 1 still leaving
+    finished = run({"replicas": 1, **ELASTIC}, down.status, [pod(0, "Succeeded", ready=False, exit_code=0)])
+    scaling = cond.get(finished.status["conditions"], "Scaling")
+    assert finished.status["phase"] == "Succeeded" and scaling["status"] == "False"
+    assert scaling["reason"] == "JobSucceeded"
+
+
 def test_no_scaling_condition_before_any_resize():
     p = run({"replicas": 2}, {**STARTED, "desiredReplicas": 2}, [pod(0), pod(1)])
     assert cond.get(p.status["conditions"], "Scaling") is None

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from distributed_llm_trainer.train import termination_message, world_overrides
 from distributed_llm_trainer.worker import torchrun_command
+
+from ..training.helpers import descendants
 
 DEBUG = str(Path(__file__).resolve().parents[3] / "trainer_image" / "config" / "debug.yaml")
 FAST = ["logging.progress_bar=false", "logging.tensorboard=false", "logging.report=false", "logging.sample_tokens=0",
@@ -87,3 +93,34 @@ def test_checkpoint_folder_that_cannot_be_written_is_a_permanent_error(tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]  # no restart loop: the operator reads exit 2 as permanent
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: run.output_dir") and "writ" in last, last
+
+
+def _can_unshare_pid() -> bool:
+    try:
+        return subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _can_unshare_pid(), reason="needs unshare --pid (root)")
+def test_a_pod_deleted_before_torchrun_starts_stops_at_once_as_pid_1(tmp_path):
+    """A container's PID 1 never sees a signal it has no handler for: the pod deleted while llmtj-worker still waits
+    for the rendezvous host must end at once (143), not train on until the grace period's SIGKILL."""
+    env = {**os.environ, "LLMTJ_CONFIG": DEBUG, "LLMTJ_OUTPUT_DIR": str(tmp_path), "LLMTJ_RUN_NAME": "early",
+           "PET_RDZV_ENDPOINT": "nowhere.invalid:29400", "PET_NNODES": "1:2", "LLMTJ_RDZV_WAIT_S": "120"}
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", worker(), *FAST], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (inner := descendants(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert inner, "llmtj-worker did not start"
+        time.sleep(2.0)  # well inside the wait for the rendezvous host
+        os.kill(inner[0], signal.SIGTERM)  # PID 1 inside its namespace
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, proc.stdout.read()  # unshare exits with its child's code
+    assert not any(tmp_path.iterdir())  # nothing of a run was made

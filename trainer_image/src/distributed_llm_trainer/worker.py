@@ -31,11 +31,33 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import UserError, run_cli
-from .training.runner import repo_default_config
+
+
+class Stop:
+    """SIGTERM/SIGINT from this process's first moment to its last.
+
+    In a container this process is PID 1, and the kernel drops a signal PID 1 has no handler for: a pod deleted while
+    it checked its config or waited for the rendezvous host would train on until the grace period's SIGKILL. Before
+    torchrun runs, a signal ends us at once (exit 128+N, nothing to save); after, it is forwarded to torchrun, once.
+    """
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        self.proc: subprocess.Popen | None = None
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        self.signals.append(signum)
+        if self.proc is None:
+            raise SystemExit(128 + signum)
+        self.proc.send_signal(signum)
 
 
 def torchrun_command(env: dict[str, str], overrides: list[str]) -> tuple[list[str], list[str]]:
     """(torchrun argv, trainer overrides) for this environment; pure, so the tests can check it."""
+    from .training.runner import repo_default_config
+
     config = env.get("LLMTJ_CONFIG") or repo_default_config()
     runs = [f"run.output_dir={env['LLMTJ_OUTPUT_DIR']}"] if env.get("LLMTJ_OUTPUT_DIR") else []
     runs += [f"run.name={env['LLMTJ_RUN_NAME']}"] if env.get("LLMTJ_RUN_NAME") else []
@@ -52,6 +74,7 @@ def torchrun_command(env: dict[str, str], overrides: list[str]) -> tuple[list[st
 def check_config(env: dict[str, str], argv: list[str]) -> list[str]:
     """The torchrun command, after the trainer accepted the config (a ``UserError`` otherwise)."""
     from .config import load_config
+    from .training.runner import repo_default_config
 
     cmd, trainer_overrides = torchrun_command(env, argv)
     load_config(env.get("LLMTJ_CONFIG") or repo_default_config(), trainer_overrides)
@@ -93,23 +116,15 @@ def _die_with_parent() -> None:
         pass
 
 
-def supervise(cmd: list[str], error_file: Path, extra_env: dict[str, str] | None = None) -> int:
-    """Run torchrun; forward SIGTERM/SIGINT; stop it as soon as a rank reports bad input (permanent: exit 2)."""
+def supervise(cmd: list[str], error_file: Path, stop: Stop, extra_env: dict[str, str] | None = None) -> int:
+    """Run torchrun; forward SIGTERM/SIGINT (``stop``); stop it as soon as a rank reports bad input (exit 2)."""
     # A session of its own: a signal sent to our whole process group (a shell's Ctrl-C, ``kill -- -PGID``, a node
     # agent's killpg) reaches torchrun only as the one copy we forward. A second SIGTERM would abort torchrun's
     # graceful shutdown midway and take the workers down before their checkpoint.
     env = {**os.environ, **torchrun_env(os.environ), **(extra_env or {}), "LLMTJ_ERROR_FILE": str(error_file)}
     proc = subprocess.Popen(cmd, env=env,
                             start_new_session=True, preexec_fn=_die_with_parent)
-
-    stopped: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        stopped.append(signum)
-        proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    stop.proc = proc  # a signal before this line exits us, and torchrun dies with us (_die_with_parent)
     while proc.poll() is None:
         if error_file.is_file() and error_file.stat().st_size:
             proc.terminate()  # torchrun would otherwise restart the group max_restarts times on the same bad input
@@ -120,8 +135,8 @@ def supervise(cmd: list[str], error_file: Path, extra_env: dict[str, str] | None
         lines = error_file.read_text(encoding="utf-8").splitlines()
         print(lines[-1], file=sys.stderr, flush=True)
         return 2
-    if stopped:
-        return 128 + stopped[0]  # stopped on purpose (pod deletion, eviction, drain): not a failure
+    if stop.signals:
+        return 128 + stop.signals[0]  # stopped on purpose (pod deletion, eviction, drain): not a failure
     return 1 if code in (128 + signal.SIGTERM, 128 + signal.SIGINT) else code  # those codes mean "stopped on purpose"
 
 
@@ -133,6 +148,7 @@ def set_threads(env: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    stop = Stop()  # first: nothing before it may leave a signal unhandled
     args = sys.argv[1:] if argv is None else argv
     cmd = run_cli(lambda: check_config(dict(os.environ), args))
     set_threads(os.environ)  # type: ignore[arg-type]
@@ -140,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if endpoint:
         run_cli(lambda: wait_for_rendezvous_host(endpoint, float(os.environ.get("LLMTJ_RDZV_WAIT_S", "300"))))
     with tempfile.TemporaryDirectory(prefix="llmtj-worker-") as tmp:
-        sys.exit(supervise(cmd, Path(tmp) / "error", serve_metrics(os.environ, Path(tmp) / "metrics")))
+        sys.exit(supervise(cmd, Path(tmp) / "error", stop, serve_metrics(os.environ, Path(tmp) / "metrics")))
 
 
 def serve_metrics(env: Mapping[str, str], rank_dir: Path) -> dict[str, str]:
