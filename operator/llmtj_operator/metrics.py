@@ -1,8 +1,9 @@
 """The operator's Prometheus metrics, served on ``--metrics HOST:PORT`` (docs/metrics.md, "Operator").
 
-Labels stay low-cardinality: namespace, phase, role, direction, reason; never a job's name (the workers' own
-endpoints carry that). A standby replica (peering) reconciles nothing, so its counters stay at 0 and its job table
-is empty: dashboards take ``max`` over the operator's pods for the jobs gauge and ``sum`` for the counters.
+Labels stay low-cardinality: namespace, phase, role, direction, reason. Only the two per-job gauges carry the job's
+name (one series per existing job, as kube-state-metrics has per Job): a failed job's pods are gone, so alerting on
+it needs the operator's view. A standby replica (peering) reconciles nothing, so its counters stay at 0 and its job
+table is empty: dashboards and alerts take ``max`` over the operator's pods for gauges and ``sum`` for counters.
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ SCALE_EVENTS = Counter(PREFIX + "scale_events", "Resizes started, by direction (
 ERRORS = Counter(PREFIX + "reconcile_errors", "Reconcile passes that failed (reason: the exception's type) and jobs "
                  "refused (reason: the Failed condition's, e.g. InvalidSpec).", ["namespace", "reason"])
 
-_phases: dict[tuple[str, str], str] = {}
+_phases: dict[tuple[str, str], tuple[str, int]] = {}  # (namespace, job) -> (phase, restartCount)
 _lock = threading.Lock()
 
 
-def record_phase(namespace: str, name: str, phase: str | None) -> None:
-    """The job's phase after a pass; None: the job is gone."""
+def record_phase(namespace: str, name: str, phase: str | None, restarts: int | None = None) -> None:
+    """The job's phase and restart count after a pass (None: unchanged); phase None: the job is gone."""
     with _lock:
         if phase is None:
             _phases.pop((namespace, name), None)
         else:
-            _phases[(namespace, name)] = phase
+            before = _phases.get((namespace, name), ("", 0))[1]
+            _phases[(namespace, name)] = (phase, before if restarts is None else restarts)
 
 
 def record_events(namespace: str, events: list[tuple[str, str, str]]) -> None:
@@ -49,16 +51,24 @@ def record_events(namespace: str, events: list[tuple[str, str, str]]) -> None:
 
 
 class _Jobs:
-    """``llmtj_operator_jobs{namespace, phase}``: the jobs this replica reconciled, counted at scrape time."""
+    """The jobs this replica reconciled, at scrape time: ``llmtj_operator_jobs{namespace, phase}`` (counts),
+    ``llmtj_operator_job_phase{namespace, job, phase}`` (1, the current phase) and ``llmtj_operator_job_restarts``."""
 
     def collect(self) -> Iterator[Any]:
         family = GaugeMetricFamily(PREFIX + "jobs", "Jobs by phase (as of this replica's latest pass on each).",
                                    labels=["namespace", "phase"])
+        phase = GaugeMetricFamily(PREFIX + "job_phase", "1 for each job, labelled with its phase.",
+                                  labels=["namespace", "job", "phase"])
+        restarts = GaugeMetricFamily(PREFIX + "job_restarts", "The job's status.restartCount.",
+                                     labels=["namespace", "job"])
         with _lock:
-            tally = Tally((ns, phase) for (ns, _), phase in _phases.items())
-        for (namespace, phase), n in sorted(tally.items()):
-            family.add_metric([namespace, phase], n)
-        yield family
+            jobs = sorted(_phases.items())
+        for (namespace, p), n in sorted(Tally((ns, p) for (ns, _), (p, _) in jobs).items()):
+            family.add_metric([namespace, p], n)
+        for (namespace, name), (p, count) in jobs:
+            phase.add_metric([namespace, name, p], 1)
+            restarts.add_metric([namespace, name], count)
+        yield from (family, phase, restarts)
 
 
 REGISTRY.register(_Jobs())

@@ -217,7 +217,7 @@ def _pass(kube: Kube, namespace: str, name: str, default_image: str, now: dateti
     for kind, reason, message in result.events:
         kube.event(body, kind, reason, message)
     metrics.record_events(namespace, result.events)
-    metrics.record_phase(namespace, name, result.status.get("phase"))
+    metrics.record_phase(namespace, name, result.status.get("phase"), result.status.get("restartCount"))
 
 
 def _release_from_lost_nodes(kube: Kube, body: dict[str, Any], pods: list[dict[str, Any]]) -> None:

@@ -23,6 +23,19 @@ def test_jobs_by_phase_follow_the_latest_pass_and_forget_deleted_jobs():
     assert _value("llmtj_operator_jobs", namespace="ns-m", phase="Pending") == 1
 
 
+def test_each_job_has_its_phase_and_restarts_until_it_is_deleted():
+    metrics.record_phase("ns-j", "a", "Running", 0)
+    metrics.record_phase("ns-j", "a", "Restarting", 2)
+    assert _value("llmtj_operator_job_phase", namespace="ns-j", job="a", phase="Restarting") == 1
+    assert REGISTRY.get_sample_value("llmtj_operator_job_phase", {"namespace": "ns-j", "job": "a",
+                                                                  "phase": "Running"}) is None  # one series a job
+    assert _value("llmtj_operator_job_restarts", namespace="ns-j", job="a") == 2
+    metrics.record_phase("ns-j", "a", "Failed")  # a refused spec: the count stays
+    assert _value("llmtj_operator_job_restarts", namespace="ns-j", job="a") == 2
+    metrics.record_phase("ns-j", "a", None)
+    assert REGISTRY.get_sample_value("llmtj_operator_job_restarts", {"namespace": "ns-j", "job": "a"}) is None
+
+
 def test_events_count_restarts_and_resizes():
     series = [("llmtj_operator_worker_restarts_total", {}), ("llmtj_operator_scale_events_total", {"direction": "up"}),
               ("llmtj_operator_scale_events_total", {"direction": "down"})]

@@ -60,6 +60,9 @@ class _Metrics:
         self.data_wait = gauge("data_wait_ratio", "Share of the latest logging interval spent waiting for data, 0-1.")
         self.ckpt_duration = gauge("checkpoint_save_duration_seconds", "Time the latest checkpoint save took.")
         self.ckpt_time = gauge("checkpoint_last_timestamp_seconds", "When the latest checkpoint was saved (Unix).")
+        self.ckpt_step = gauge("checkpoint_step", "Step of the run's newest checkpoint: the one it resumed from (0: "
+                               "none) until it saves the next.")
+        self.ckpt_every = gauge("checkpoint_interval_steps", "Steps between two periodic checkpoints.")
         self.world = gauge("world_size", "Training processes in the current world.")
         self.restarts = gauge("restarts", "Restarts of the job so far: the operator's count when this pod was made "
                               "plus torchrun's restarts inside it.")
@@ -78,12 +81,16 @@ def metrics() -> _Metrics:
 
 
 class RankMetrics(L.Callback):
-    """Feeds this rank's metrics; placed after ``TrainMetrics``, whose logging-interval row it exports."""
+    """Feeds this rank's metrics; placed after ``TrainMetrics``, whose logging-interval row it exports.
 
-    def __init__(self, train: TrainMetrics, interval: int, model: str) -> None:
+    The labelled children are looked up once per world (on_train_start): a step then costs three shared-memory writes.
+    """
+
+    def __init__(self, train: TrainMetrics, interval: int, model: str, checkpoint_every: int) -> None:
         self.train = train
         self.interval = interval
         self.model = model
+        self.checkpoint_every = checkpoint_every
         self.m = metrics()
         self.labels: dict[str, str] = {}
         self._last_step = 0
@@ -91,18 +98,26 @@ class RankMetrics(L.Callback):
         self._tokens_per_step_rank = 0.0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.labels = {**identity(os.environ), "rank": str(trainer.global_rank)}
+        self.labels = labels = {**identity(os.environ), "rank": str(trainer.global_rank)}
+        m = self.m
+        self._step, self._tokens, self._step_time = (m.step.labels(**labels), m.tokens.labels(**labels),
+                                                     m.step_time.labels(**labels))
+        self._row = [(m.train_loss.labels(**labels), "train/loss"), (m.lr.labels(**labels), "train/lr"),
+                     (m.tokens_per_s.labels(**labels), "perf/tokens_per_s_per_device"),
+                     (m.mfu.labels(**labels), "perf/mfu"), (m.data_wait.labels(**labels), "perf/data_wait_share")]
         self._last_step = trainer.global_step
         self._step_end = None
         self._tokens_per_step_rank = self.train.tokens_per_step / max(trainer.world_size, 1)
-        self.m.world.labels(**self.labels).set(trainer.world_size)
-        self.m.step.labels(**self.labels).set(trainer.global_step)
+        m.world.labels(**labels).set(trainer.world_size)
+        self._step.set(trainer.global_step)
+        m.ckpt_step.labels(**labels).set(trainer.global_step)  # resumed from there (0: a fresh run, none yet)
+        m.ckpt_every.labels(**labels).set(self.checkpoint_every)
         restarts = int(os.environ.get("LLMTJ_RESTART_COUNT", "0") or 0)
         restarts += int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
-        self.m.restarts.labels(**self.labels).set(restarts)
+        m.restarts.labels(**labels).set(restarts)
         params = getattr(getattr(pl_module, "model", None), "num_parameters", None)
-        self.m.info.labels(**self.labels, version=__version__, model=self.model,
-                           parameters=str(params() if callable(params) else "")).set(1)
+        m.info.labels(**labels, version=__version__, model=self.model,
+                      parameters=str(params() if callable(params) else "")).set(1)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._step_end = None  # an evaluation is not a step's time
@@ -121,23 +136,21 @@ class RankMetrics(L.Callback):
         now = time.perf_counter()
         done, self._last_step = step - self._last_step, step
         if self._step_end is not None:
-            self.m.step_time.labels(**self.labels).observe((now - self._step_end) / done)
+            self._step_time.observe((now - self._step_end) / done)
         self._step_end = now
-        self.m.step.labels(**self.labels).set(step)
-        self.m.tokens.labels(**self.labels).inc(self._tokens_per_step_rank * done)
-        row = self.train.history[-1] if self.train.history else {}
-        if is_log_step(step, self.interval, trainer.max_steps) and row.get("step") == step:
-            self._export(row)
+        self._step.set(step)
+        self._tokens.inc(self._tokens_per_step_rank * done)
+        if is_log_step(step, self.interval, trainer.max_steps):
+            row = self.train.history[-1] if self.train.history else {}
+            if row.get("step") == step:
+                for child, key in self._row:
+                    if key in row:
+                        child.set(row[key])
 
-    def _export(self, row: dict[str, float]) -> None:
-        for gauge, key in ((self.m.train_loss, "train/loss"), (self.m.lr, "train/lr"),
-                           (self.m.tokens_per_s, "perf/tokens_per_s_per_device"), (self.m.mfu, "perf/mfu"),
-                           (self.m.data_wait, "perf/data_wait_share")):
-            if key in row:
-                gauge.labels(**self.labels).set(row[key])
-
-    def checkpoint_saved(self, seconds: float) -> None:
+    def checkpoint_saved(self, seconds: float, step: int | None) -> None:
         """Called by the checkpoint writer (checkpoint_io.SAVE_OBSERVERS) on the rank that wrote the file."""
         if self.labels:
             self.m.ckpt_duration.labels(**self.labels).set(seconds)
             self.m.ckpt_time.labels(**self.labels).set(time.time())
+            if step is not None:
+                self.m.ckpt_step.labels(**self.labels).set(step)

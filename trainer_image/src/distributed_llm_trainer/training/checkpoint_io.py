@@ -16,7 +16,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from ..utils.fs import atomic_write_stream, atomic_write_text
 
 STEP_PATTERN = re.compile(r"step-(\d+)\.ckpt$")
-SAVE_OBSERVERS: list[Callable[[float], None]] = []  # told each file save's duration in seconds (metrics)
+# told each file save's duration in seconds and the step it holds (metrics)
+SAVE_OBSERVERS: list[Callable[[float, int | None], None]] = []
 
 
 class CorruptCheckpoint(Exception):
@@ -56,7 +57,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         # sum, which the loader then skips in favour of the previous checkpoint (never a silently trusted half state).
         atomic_write_stream(path, write, lambda: atomic_write_text(_checksum_path(path), digest.hexdigest() + "\n"))
         for observe in SAVE_OBSERVERS:
-            observe(time.perf_counter() - started)
+            observe(time.perf_counter() - started, checkpoint.get("global_step"))
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint_file(Path(path), map_location=map_location or "cpu")

@@ -139,7 +139,8 @@ class Session:
         if cfg.logging.system_metrics:
             callbacks.append(SystemMetrics(cfg.logging.interval))
         if prometheus.enabled():  # under llmtj-worker serving the pod's metrics endpoint
-            rank_metrics = prometheus.RankMetrics(self.metrics, cfg.logging.interval, cfg.model.name)
+            rank_metrics = prometheus.RankMetrics(self.metrics, cfg.logging.interval, cfg.model.name,
+                                                  cfg.checkpoint.every_n_steps or cfg.training.eval_interval)
             callbacks.insert(1, rank_metrics)  # right after TrainMetrics, whose row it exports
             SAVE_OBSERVERS[:] = [rank_metrics.checkpoint_saved]
         self.samples = None
