@@ -11,6 +11,7 @@ is used. Cold: about 15-25 minutes on 2 cores; warm: instant.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -83,6 +84,17 @@ def wanted() -> tuple[str, ...]:
 
 
 def build(out: Path) -> Path:
+    """The binaries in ``out``, built when missing. One build at a time per cache: a second caller (the tests' fixture
+    while .ci/run's early build runs) waits for the first and then finds them there."""
+    if all((out / b).is_file() for b in wanted()):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(out)
+
+
+def _build(out: Path) -> Path:
     if all((out / b).is_file() for b in wanted()):
         return out
     if shutil.which("go") is None:

@@ -1,6 +1,8 @@
-"""Chaos: a seeded random schedule of faults during one job (LLMTJ_CHAOS_SEED, default 17): workers SIGKILLed or
-deleted, the acting operator replica SIGKILLed, the API server restarted. The job still ends Succeeded at max_steps,
-every checkpoint on the claim is whole, and the steps trained twice are at most (faults) x (checkpoint interval)."""
+"""Chaos: a seeded random schedule of faults during one job (LLMTJ_CHAOS_SEED, default 17), each kind at least once:
+workers SIGKILLed or deleted, the acting operator replica SIGKILLed, the API server restarted. The job still ends
+Succeeded at max_steps, every checkpoint on the claim is whole, and the steps trained twice are at most (faults) x
+(checkpoint interval). The workers never notice the API server's restart (they talk to each other and to the
+rendezvous store): when another fault follows it, no worker was replaced in between."""
 
 from __future__ import annotations
 
@@ -58,14 +60,15 @@ def _fault(cluster, namespace: str, kind: str, rng: random.Random) -> str:
 def test_a_seeded_schedule_of_faults_still_ends_succeeded_with_bounded_lost_work(operator, namespace):
     seed = int(os.environ.get("LLMTJ_CHAOS_SEED", "17"))
     rng = random.Random(seed)
-    schedule = [rng.choice(KINDS) for _ in range(FAULTS)]
+    schedule = rng.sample(KINDS, len(KINDS)) + [rng.choice(KINDS) for _ in range(FAULTS - len(KINDS))]  # each kind
     job = example("chaos", rendezvousPort=29422, backoffLimit=2 * FAULTS, env=[
         {"name": "DLT_FAULT_STEP_SLEEP_S", "value": "0.1"},  # a slower model: the faults land mid-run
         {"name": "DLT_TRACE_BATCHES", "value": "/checkpoints/chaos-trace"}])  # which steps ran, and how often
     job["spec"]["config"]["training"]["max_steps"] = STEPS
     job["spec"]["config"]["checkpoint"]["every_n_steps"] = EVERY
     apply(operator, namespace, job)
-    done = []
+    done: list[str] = []
+    before: set[str] = set()  # the worker pods' uids when the latest fault began
     for kind in schedule:
         # each fault once training has made progress since the last one: a checkpoint newer than before, and (for a
         # worker fault) a running worker to hit
@@ -76,6 +79,9 @@ def test_a_seeded_schedule_of_faults_still_ends_succeeded_with_bounded_lost_work
             f"{pod_logs(operator, namespace)}"
         if _newest(operator, namespace) >= STEPS - 3 * EVERY:
             break  # too close to the end for another fault to land mid-run
+        if done and done[-1] == "restart-apiserver":  # the workers never noticed: none replaced, none failed
+            assert {p["metadata"]["uid"] for p in workers(operator, namespace)} == before, (seed, done)
+        before = {p["metadata"]["uid"] for p in workers(operator, namespace)}
         done.append(_fault(operator, namespace, kind, rng))
 
     status = wait_phase(operator, namespace, "chaos", ("Succeeded", "Failed"), timeout=600)["status"]

@@ -18,7 +18,7 @@ def test_the_standby_takes_over_a_scale_when_the_acting_replica_is_killed(operat
                 timeout=120), (operator_pods(operator).keys(), peers(operator))
     job = example("ha", replicas=2, elastic={"minReplicas": 1, "maxReplicas": 3}, rendezvousPort=29420,
                   env=[{"name": "DLT_FAULT_STEP_SLEEP_S", "value": "0.05"}])
-    job["spec"]["config"]["training"].update(max_steps=300, batch_size=2, global_batch_size=12)
+    job["spec"]["config"]["training"].update(max_steps=120, batch_size=2, global_batch_size=12)  # ~40 s at 3
     apply(operator, namespace, job)
     assert poll(lambda: (get_job(operator, namespace, "ha") or {}).get("status", {}).get("readyReplicas") == 2,
                 timeout=240), pod_logs(operator, namespace)

@@ -78,7 +78,9 @@ def test_kubectl_scale_resizes_a_running_job_without_restarts(operator, namespac
     assert refused.returncode != 0 and "replicas must be at most elastic.maxReplicas" in refused.stderr
 
     operator.kubectl("scale", "llmtj/resized", "-n", namespace, "--replicas=3", check=True)
-    assert poll(lambda: _scaling(get_job(operator, namespace, "resized")).get("status") == "True", timeout=30)
+    # Scaling is True until the new pod runs: seconds here, so its Event is the evidence when a poll misses that
+    assert poll(lambda: _scaling(get_job(operator, namespace, "resized")).get("status") == "True"
+                or "ScalingUp" in [e["reason"] for e in events(operator, namespace)], timeout=30)
     assert poll(lambda: _settled(operator, namespace, 3), timeout=240), \
         f"{get_job(operator, namespace, 'resized')['status']}\n{pod_logs(operator, namespace)}"
     assert get_job(operator, namespace, "resized")["status"]["phase"] == "Running"

@@ -7,7 +7,10 @@ Each round runs ``scripts/benchmark.py --variants pipeline`` twice in fresh proc
 alternates between rounds); "on" is what a pod runs: ``PROMETHEUS_MULTIPROC_DIR`` set, so the ranks write their
 metrics, while this process serves that folder (monitoring/endpoint.py) and scrapes it every 0.5 s. Prints one JSON
 object: median step time per variant over the rounds' medians, ``ratio_on_off`` (target <= 1.01), and the scrape's
-latency (p50, max) and size.
+latency (p50, max) and size. The A/B ratio of small, fast models is within the rounds' noise (+-10% on a shared
+2-core host), so it also times the per-step metrics work itself in this process (``callback_us_per_step``: the
+rank callback's ``on_train_batch_end`` over 20000 steps, multiprocess files included) and gives it as a share of the
+"off" step time (``callback_share_of_step``), which does not drift with the host.
 """
 
 from __future__ import annotations
@@ -66,6 +69,27 @@ def run(config: str, steps: int, warmup: int, overrides: list[str], metrics: boo
     return line, scrapes
 
 
+def callback_cost(steps: int = 20000) -> float:
+    """Seconds the rank metrics add per optimizer step (values written to a multiprocess folder, as in a pod)."""
+    import types
+
+    with tempfile.TemporaryDirectory(prefix="llmtj-metrics-") as d:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = d  # before the metric objects exist (import-time mode)
+        from distributed_llm_trainer.monitoring.prometheus import RankMetrics
+
+        train = types.SimpleNamespace(tokens_per_step=4096, history=[])
+        callback = RankMetrics(train, interval=10, model="bench", checkpoint_every=100)  # type: ignore[arg-type]
+        trainer = types.SimpleNamespace(global_rank=0, global_step=0, world_size=1, max_steps=10**9)
+        callback.on_train_start(trainer, types.SimpleNamespace())  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        for step in range(1, steps + 1):
+            trainer.global_step = step
+            callback.on_train_batch_end(trainer, None, None, None, step)  # type: ignore[arg-type]
+        cost = (time.perf_counter() - t0) / steps
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    return cost
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(ROOT / "config" / "default.yaml"))
@@ -82,11 +106,13 @@ def main() -> None:
             medians[variant].append(line["step_time_median_s"])
             scrapes += seen
     off, on = statistics.median(medians["off"]), statistics.median(medians["on"])
+    callback = callback_cost()
     latency = sorted(s for s, _ in scrapes)
     print(json.dumps({
         "machine": f"{os.cpu_count()} CPUs", "config": a.config, "overrides": a.overrides, "steps": a.steps,
         "rounds": a.rounds, "step_time_median_s": {"off": off, "on": on}, "round_medians_s": medians,
         "ratio_on_off": on / off,
+        "callback_us_per_step": round(callback * 1e6, 2), "callback_share_of_step": round(callback / off, 5),
         "scrape": {"count": len(latency),
                    "latency_ms_p50": round(1000 * latency[len(latency) // 2], 2) if latency else None,
                    "latency_ms_max": round(1000 * latency[-1], 2) if latency else None,
