@@ -18,7 +18,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
     p.add_argument("--kubeconfig", help="kubeconfig file; default: in-cluster, else $KUBECONFIG or ~/.kube/config")
-    p.add_argument("--trainer-image", help="image of jobs that name none (env LLMTJ_TRAINER_IMAGE)")
+    p.add_argument("--job-defaults", default=os.environ.get("LLMTJ_JOB_DEFAULTS") or None,
+                   help="YAML file of cluster-wide job defaults: image, nodeSelector, tolerations, priorityClassName, "
+                        "queueName, checkpoint storage (env LLMTJ_JOB_DEFAULTS; the chart's jobDefaults); unset: the "
+                        "built-in ones")
     p.add_argument("--health", default="http://0.0.0.0:8080/healthz", help="liveness endpoint for the probes")
     p.add_argument("--metrics", default="0.0.0.0:9451", help="HOST:PORT of the Prometheus endpoint (/metrics); "
                    "empty: none")
@@ -33,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-    if args.trainer_image:
-        os.environ["LLMTJ_TRAINER_IMAGE"] = args.trainer_image
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from . import handlers  # registers the handlers
+    from .defaults import DefaultsError, load
+
+    try:
+        handlers.DEFAULTS = load(args.job_defaults)
+    except DefaultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from .metrics import serve
 
     if args.metrics:

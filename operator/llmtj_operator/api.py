@@ -20,6 +20,7 @@ PLURAL = "llmtrainingjobs"
 SINGULAR = "llmtrainingjob"
 SHORT_NAMES = ["llmtj"]
 GPU_RESOURCE = "nvidia.com/gpu"
+SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$"  # a storage quantity
 
 Phase = Literal["Pending", "Running", "Restarting", "Succeeded", "Failed", "Suspended"]
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
@@ -63,13 +64,17 @@ class ElasticPolicy(ApiModel):
 class CheckpointVolume(ApiModel):
     claim_name: str | None = Field(None, min_length=1, description="An existing PersistentVolumeClaim to use; unset: "
                                    "the operator creates <job>-checkpoints.")
-    size: str = Field("20Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$",
-                      description="Size of the claim the operator creates.")
-    storage_class_name: str | None = Field(None, description="Storage class of the created claim; unset: the "
-                                           "cluster's default. Multi-node jobs need ReadWriteMany storage.")
+    # size, storage class and access modes: unset, the operator's job defaults fill them (defaults.py), so the CRD
+    # leaves them without a default of its own (crd.py)
+    size: str = Field("20Gi", pattern=SIZE_PATTERN, description="Size of the claim the operator creates; default: the "
+                      "operator's job defaults, else 20Gi.")
+    storage_class_name: str | None = Field(None, description="Storage class of the created claim; default: the "
+                                           "operator's job defaults, else the cluster's default class. Multi-node "
+                                           "jobs need ReadWriteMany storage.")
     access_modes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]] = Field(
         default_factory=lambda: ["ReadWriteMany"], min_length=1,
-        description="Access modes of the created claim (every worker pod mounts it).")
+        description="Access modes of the created claim (every worker pod mounts it); default: the operator's job "
+        "defaults, else ReadWriteMany.")
     mount_path: str = Field("/checkpoints", pattern=r"^/", description="Where the claim is mounted in the pods; "
                             "the trainer writes its run directory (checkpoints, logs) under it.")
     delete_with_job: bool = Field(False, description="Delete the created claim with the job. Off: checkpoints "
@@ -107,16 +112,19 @@ class JobSpec(ApiModel):
     elastic: ElasticPolicy = Field(default_factory=ElasticPolicy, description="Elastic bounds and torchrun restarts.")
     nproc_per_node: int | None = Field(None, ge=1, description="Training processes per pod, at most the pod's "
                                        "nvidia.com/gpu count; default: that count, else 1.")
-    image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's configured "
-                              "image.")
+    image: str | None = Field(None, min_length=1, description="Trainer image; default: the operator's job "
+                              "defaults (jobDefaults.image).")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, description="Image pull "
                                                                                    "policy.")
     resources: ResourceRequirements | None = Field(None, description="Resources per worker pod.")
     env: list[EnvVar] | None = Field(None, max_length=1024, description="Extra environment variables for the "
                                      "trainer.")
-    node_selector: dict[str, str] | None = Field(None, description="Node labels the worker pods must match.")
-    tolerations: list[Toleration] | None = Field(None, description="Tolerations of the worker pods.")
-    priority_class_name: str | None = Field(None, description="PriorityClass of the worker pods.")
+    node_selector: dict[str, str] | None = Field(None, description="Node labels the worker pods must match; "
+                                                 "default: the operator's job defaults.")
+    tolerations: list[Toleration] | None = Field(None, description="Tolerations of the worker pods; default: "
+                                                 "the operator's job defaults.")
+    priority_class_name: str | None = Field(None, description="PriorityClass of the worker pods; default: "
+                                       "the operator's job defaults.")
     scheduler_name: str | None = Field(None, description="Scheduler of the worker pods (e.g. volcano). When the "
                                        "cluster serves Volcano's or scheduler-plugins' PodGroup API, the job gets a "
                                        "PodGroup with minMember = minReplicas.")

@@ -112,6 +112,9 @@ PRINTER_COLUMNS = [
 ]
 
 
+CLUSTER_DEFAULTED = ("checkpoint.size", "checkpoint.accessModes")  # defaults.py
+
+
 def spec_schema(config_schema: dict[str, Any]) -> dict[str, Any]:
     spec = structural(JobSpec.model_json_schema(by_alias=True))
     config = structural(config_schema, keep_defaults=False)  # the trainer applies its own defaults and presets
@@ -119,6 +122,8 @@ def spec_schema(config_schema: dict[str, Any]) -> dict[str, Any]:
     spec["properties"]["config"] = config
     for section in ("elastic", "checkpoint"):  # defaulted as a whole, so stored jobs show every effective value
         spec["properties"][section]["default"] = {}
+    for field in CLUSTER_DEFAULTED:  # ...except these: the operator's job defaults fill them, when a job sets none
+        _node(spec, field).pop("default", None)
     spec["x-kubernetes-validations"] = SPEC_RULES
     for path, rules in NESTED_RULES.items():
         _node(spec, path)["x-kubernetes-validations"] = rules

@@ -11,14 +11,15 @@ import kopf
 
 from . import names
 from .api import GROUP, PLURAL, VERSION
+from .defaults import JobDefaults
 from .kube import Kube, load_config
 from .peering import LIFETIME_SECONDS
 from .reconcile import forget, reconcile
 
 log = logging.getLogger(__name__)
-DEFAULT_IMAGE = "ghcr.io/distributed-llm-trainer/trainer:0.1.0"
 RESYNC_SECONDS = float(os.environ.get("LLMTJ_RESYNC_SECONDS", "5"))
 HEAL_SECONDS = 60.0  # how often the timer also re-applies existing children (a Service deleted by hand comes back)
+DEFAULTS = JobDefaults()  # the cluster's job defaults; __main__ loads them from --job-defaults before kopf starts
 _kube: Kube | None = None
 _healed: dict[tuple[str, str], float] = {}
 
@@ -29,10 +30,6 @@ def kube() -> Kube:
         load_config(os.environ.get("KUBECONFIG") or None)
         _kube = Kube()
     return _kube
-
-
-def default_image() -> str:
-    return os.environ.get("LLMTJ_TRAINER_IMAGE", DEFAULT_IMAGE)
 
 
 @kopf.on.startup()
@@ -50,7 +47,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 def _run(namespace: str | None, name: str | None, resync: bool = False) -> None:
     if namespace and name:
-        reconcile(kube(), namespace, name, default_image(), resync=resync)
+        reconcile(kube(), namespace, name, DEFAULTS, resync=resync)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

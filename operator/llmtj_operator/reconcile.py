@@ -20,6 +20,7 @@ from .api import JobSpec
 from .checks import batch_problem, pod_template_problem
 from .clock import parse, timestamp
 from .coalesce import Coalescer
+from .defaults import JobDefaults, queue, with_defaults
 from .kube import Kube
 from .plan import TERMINAL, plan
 from .podgroup import choose
@@ -47,9 +48,10 @@ class Rejected(Exception):
         self.reason, self.message = reason, message
 
 
-def parse_spec(body: dict[str, Any]) -> JobSpec:
+def parse_spec(body: dict[str, Any], defaults: JobDefaults | None = None) -> JobSpec:
+    """The job's spec, its unset fields filled from the operator's job defaults."""
     try:
-        return JobSpec.model_validate(body.get("spec") or {})
+        return JobSpec.model_validate(with_defaults(body.get("spec") or {}, defaults or JobDefaults()))
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
@@ -130,11 +132,11 @@ def _expired(status: dict[str, Any], spec: JobSpec, now: datetime) -> bool:
     return now >= parse(done) + timedelta(seconds=spec.ttl_seconds_after_finished)
 
 
-def reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime | None = None,
+def reconcile(kube: Kube, namespace: str, name: str, defaults: JobDefaults, now: datetime | None = None,
               resync: bool = False) -> None:
     """``resync`` (the periodic timer) also re-applies children that exist already, healing ones deleted by hand;
     pod events skip that once the children were made for this generation."""
-    _passes.run((namespace, name), lambda heal: _reconcile(kube, namespace, name, default_image,
+    _passes.run((namespace, name), lambda heal: _reconcile(kube, namespace, name, defaults,
                                                            now or datetime.now(timezone.utc), heal), resync)
 
 
@@ -144,16 +146,16 @@ def forget(namespace: str, name: str) -> None:
     progress.forget(namespace, name)
 
 
-def _reconcile(kube: Kube, namespace: str, name: str, default_image: str, now: datetime, resync: bool) -> None:
+def _reconcile(kube: Kube, namespace: str, name: str, defaults: JobDefaults, now: datetime, resync: bool) -> None:
     with metrics.RECONCILE.time():
         try:
-            _pass(kube, namespace, name, default_image, now, resync)
+            _pass(kube, namespace, name, defaults, now, resync)
         except Exception as e:
             metrics.ERRORS.labels(namespace, type(e).__name__).inc()
             raise
 
 
-def _pass(kube: Kube, namespace: str, name: str, default_image: str, now: datetime, resync: bool) -> None:
+def _pass(kube: Kube, namespace: str, name: str, defaults: JobDefaults, now: datetime, resync: bool) -> None:
     body = kube.get_job(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         metrics.record_phase(namespace, name, None)
@@ -161,7 +163,7 @@ def _pass(kube: Kube, namespace: str, name: str, default_image: str, now: dateti
     status = body.get("status") or {}
     meta = body["metadata"]
     try:
-        spec = parse_spec(body)
+        spec = parse_spec(body, defaults)
     except Rejected as err:
         if status.get("phase") not in TERMINAL:
             _reject(kube, body, status, err, now)
@@ -169,8 +171,8 @@ def _pass(kube: Kube, namespace: str, name: str, default_image: str, now: dateti
     if status.get("phase") in TERMINAL and _expired(status, spec, now):
         kube.delete_job(namespace, name)
         return
-    job = Job(name=name, namespace=namespace, uid=meta["uid"], spec=spec, image=spec.image or default_image,
-              queue=(meta.get("labels") or {}).get(names.KUEUE_QUEUE_LABEL),
+    job = Job(name=name, namespace=namespace, uid=meta["uid"], spec=spec, image=spec.image or defaults.image,
+              queue=queue(meta.get("labels"), defaults),
               pod_group=choose(spec.scheduler_name, kube.served_pod_group_apis() if spec.scheduler_name else []))
     active = status.get("phase") not in TERMINAL and not spec.suspend
     created = cond.is_true(status.get("conditions") or [], "Created")

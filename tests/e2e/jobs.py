@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .conftest import EXAMPLE, OPERATOR_NS
+from .conftest import EXAMPLE, OPERATOR_NS, operator_pod
 
 
 def example(name: str = "tiny", **spec: Any) -> dict[str, Any]:
@@ -152,3 +154,19 @@ def scrape(pod: dict[str, Any], port: int = 9450) -> dict[str, list]:
                      .decode())
     except (OSError, KeyError):
         return {}
+
+
+@contextlib.contextmanager
+def deployed_operator_paused(cluster) -> Iterator[None]:
+    """The Deployment of manifests/ (when applied) scaled to 0 meanwhile, so that another operator may act alone;
+    back at 2 replicas, one running, afterwards."""
+    deployed = cluster.get(f"/apis/apps/v1/namespaces/{OPERATOR_NS}/deployments/llm-training-operator") is not None
+    if deployed:
+        cluster.kubectl("scale", "deploy/llm-training-operator", "-n", OPERATOR_NS, "--replicas=0", check=True)
+        assert poll(lambda: operator_pod(cluster) is None and not pods(cluster, OPERATOR_NS), timeout=60)
+    try:
+        yield
+    finally:
+        if deployed:
+            cluster.kubectl("scale", "deploy/llm-training-operator", "-n", OPERATOR_NS, "--replicas=2", check=True)
+            assert poll(lambda: operator_pod(cluster) is not None, timeout=120)

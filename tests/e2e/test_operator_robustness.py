@@ -9,9 +9,10 @@ import subprocess
 import pytest
 import yaml
 
-from .conftest import CRD, OPERATOR_NS, operator_pod
+from .conftest import CRD
 from .jobs import (
     acting,
+    deployed_operator_paused,
     example,
     get_job,
     operator_pods,
@@ -30,23 +31,20 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 @pytest.fixture
 def local_operator(operator, tmp_path):
     """The Deployment scaled to 0 so that a local operator process (same ServiceAccount) can be killed at will."""
-    operator.kubectl("scale", "deploy/llm-training-operator", "-n", OPERATOR_NS, "--replicas=0", check=True)
-    assert poll(lambda: operator_pod(operator) is None and not pods(operator, OPERATOR_NS), timeout=60)
-    kubeconfig = sa_kubeconfig(operator, tmp_path / "operator.kubeconfig")
-    procs: list[subprocess.Popen] = []
+    with deployed_operator_paused(operator):
+        kubeconfig = sa_kubeconfig(operator, tmp_path / "operator.kubeconfig")
+        procs: list[subprocess.Popen] = []
 
-    def start(*scope: str, **env: str) -> subprocess.Popen:
-        procs.append(start_local_operator(kubeconfig, tmp_path / "operator.log", scope or ("--all-namespaces",),
-                                          **env))
-        return procs[-1]
+        def start(*scope: str, **env: str) -> subprocess.Popen:
+            procs.append(start_local_operator(kubeconfig, tmp_path / "operator.log", scope or ("--all-namespaces",),
+                                              **env))
+            return procs[-1]
 
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    operator.kubectl("scale", "deploy/llm-training-operator", "-n", OPERATOR_NS, "--replicas=2", check=True)
-    assert poll(lambda: operator_pod(operator) is not None, timeout=120)
+        yield start
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
 
 def test_operator_killed_mid_creation_makes_no_duplicates(operator, local_operator, namespace, tmp_path):

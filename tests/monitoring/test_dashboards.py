@@ -4,12 +4,8 @@ Grafana needs to import them anywhere. tests/e2e/test_observability.py runs thei
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-import yaml
-
-from .dashboards import ROOT, boards, panels, queries, variable_queries
+from .dashboards import boards, panels, queries, variable_queries
 
 UNITS = {"none", "short", "s", "percentunit", "bytes", "watt", "celsius", "hertz", "Bps"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -65,10 +61,3 @@ def test_namespace_and_job_variables_select_every_training_query():
                 assert 'job=~"$job"' in expr, f"{name}/{title}: {expr}"
 
 
-def test_the_plain_manifests_are_made_from_these_sources():
-    out = subprocess.run([sys.executable, str(ROOT / "helm" / "plain_manifests.py"), "--check"], capture_output=True,
-                         text=True)
-    assert out.returncode == 0, out.stderr
-    maps = list(yaml.safe_load_all((ROOT / "manifests" / "04-dashboards.yaml").read_text()))
-    assert {m["metadata"]["labels"]["grafana_dashboard"] for m in maps} == {"1"}
-    assert {json.loads(v)["uid"] for m in maps for v in m["data"].values()} == {b["uid"] for b in boards().values()}

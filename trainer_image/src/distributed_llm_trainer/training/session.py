@@ -139,8 +139,10 @@ class Session:
         if cfg.logging.system_metrics:
             callbacks.append(SystemMetrics(cfg.logging.interval))
         if prometheus.enabled():  # under llmtj-worker serving the pod's metrics endpoint
+            from .trainer import checkpoint_interval
+
             rank_metrics = prometheus.RankMetrics(self.metrics, cfg.logging.interval, cfg.model.name,
-                                                  cfg.checkpoint.every_n_steps or cfg.training.eval_interval)
+                                                  checkpoint_interval(cfg))
             callbacks.insert(1, rank_metrics)  # right after TrainMetrics, whose row it exports
             SAVE_OBSERVERS[:] = [rank_metrics.checkpoint_saved]
         self.samples = None

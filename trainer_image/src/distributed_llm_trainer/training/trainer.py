@@ -62,8 +62,13 @@ class StepCheckpoint(ModelCheckpoint):
         self._last_global_step_saved = trainer.global_step  # restored from a checkpoint of this very step
 
 
+def checkpoint_interval(cfg: Config) -> int:
+    """Optimizer steps between periodic checkpoints: checkpoint.every_n_steps, else training.eval_interval."""
+    return cfg.checkpoint.every_n_steps or cfg.training.eval_interval
+
+
 def checkpoint_callbacks(cfg: Config, ckpt_dir: Path) -> list[L.Callback]:
-    every = cfg.checkpoint.every_n_steps or cfg.training.eval_interval
+    every = checkpoint_interval(cfg)
     periodic = StepCheckpoint(
         dirpath=ckpt_dir,
         filename="step-{step:08d}",
