@@ -11,10 +11,11 @@ round (a number of jobs, ``--jobs``), one after the other:
 - scale: every job is scaled to half its workers at once; ``scale_s`` is each job's patch -> the surplus pods gone.
 - delete: every job is deleted; ``delete_s`` until the last of their pods is gone.
 
-``requests`` counts the operator's API requests in the round from the API server's audit log (every request by the
-operator's ServiceAccount, by verb), with ``per_job``: no request storms means that stays flat as the number of jobs
-grows. ``operator_cpu_s`` is the CPU time the operator process used in the round; ``operator_peak_rss_mb`` its peak
-resident memory over the whole run (VmHWM).
+The benchmark follows the pods with one watch (as a controller would), not by polling LISTs, so that its own view
+costs the API server it measures next to nothing. ``requests`` counts the operator's API requests in the round from
+the API server's audit log (every request by the operator's ServiceAccount, by verb), with ``per_job``: no request
+storms means that stays flat as the number of jobs grows. ``operator_cpu_s`` is the CPU time the operator process
+used in the round; ``operator_peak_rss_mb`` its peak resident memory over the whole run (VmHWM).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -53,12 +55,55 @@ def load_job(name: str, workers: int) -> dict:
     return job
 
 
-def worker_pods(cluster) -> dict[str, list[dict]]:
-    items = (cluster.get(f"/api/v1/namespaces/{NS}/pods?labelSelector=llmtj.dev/role%3Dworker") or {}).get("items", [])
-    out: dict[str, list[dict]] = {}
-    for p in items:
-        out.setdefault(p["metadata"]["labels"]["llmtj.dev/job-name"], []).append(p)
-    return out
+class PodWatch:
+    """The jobs' pods as one watch sees them: job -> {pod: (role, phase)}. The benchmark's own view must not load the
+    API server it measures, as polling LISTs of hundreds of pods several times a second would."""
+
+    def __init__(self, cluster) -> None:
+        from kubernetes import client
+
+        self.api = client.CoreV1Api(cluster.api_client())
+        self.lock = threading.Lock()
+        self.pods: dict[str, dict[str, tuple[str, str]]] = {}
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _set(self, pod, gone: bool = False) -> None:
+        labels = pod.metadata.labels or {}
+        with self.lock:
+            mine = self.pods.setdefault(labels.get("llmtj.dev/job-name", ""), {})
+            if gone:
+                mine.pop(pod.metadata.name, None)
+            else:
+                mine[pod.metadata.name] = (labels.get("llmtj.dev/role", ""), pod.status.phase or "Pending")
+
+    def _follow(self) -> None:
+        from kubernetes import watch
+
+        selector = "llmtj.dev/job-name"
+        while True:
+            try:
+                listed = self.api.list_namespaced_pod(NS, label_selector=selector)
+                with self.lock:
+                    self.pods = {}
+                for pod in listed.items:
+                    self._set(pod)
+                for event in watch.Watch().stream(self.api.list_namespaced_pod, NS, label_selector=selector,
+                                                  resource_version=listed.metadata.resource_version,
+                                                  timeout_seconds=300):
+                    self._set(event["object"], gone=event["type"] == "DELETED")
+            except Exception:  # a watch that expired or broke: list and watch again
+                time.sleep(0.2)
+
+    def workers(self) -> dict[str, dict[str, str]]:
+        """job -> {worker pod: phase}"""
+        with self.lock:
+            out = {job: {n: phase for n, (role, phase) in pods.items() if role == "worker"}
+                   for job, pods in self.pods.items()}
+        return {job: pods for job, pods in out.items() if pods}
+
+    def any_pods(self) -> bool:
+        with self.lock:
+            return any(self.pods.values())
 
 
 def until(what: str, pred, timeout: float, interval: float = 0.2) -> None:
@@ -96,7 +141,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_round(cluster, n: int, workers: int, pid: int, audit: Path, offset: int) -> tuple[dict, int]:
+def run_round(cluster, watch: PodWatch, n: int, workers: int, pid: int, audit: Path, offset: int) -> tuple[dict, int]:
     cpu0 = cpu_seconds(pid)
     names = [f"load-{n}-{i}" for i in range(n)]
     created: dict[str, float] = {}
@@ -109,15 +154,15 @@ def run_round(cluster, n: int, workers: int, pid: int, audit: Path, offset: int)
     all_pods: dict[str, float] = {}
 
     def pods_created() -> bool:
-        now, pods = time.monotonic(), worker_pods(cluster)
+        now, pods = time.monotonic(), watch.workers()
         for name in names:
-            if name not in all_pods and len(pods.get(name, [])) == workers:
+            if name not in all_pods and len(pods.get(name, {})) == workers:
                 all_pods[name] = now
         return len(all_pods) == n
 
     until("every job's worker pods", pods_created, timeout=600)
     until("every worker Running", lambda: sum(
-        1 for ps in worker_pods(cluster).values() for p in ps if p["status"].get("phase") == "Running") == n * workers,
+        1 for ps in watch.workers().values() for phase in ps.values() if phase == "Running") == n * workers,
         timeout=600)
     settled = time.monotonic() - t0
 
@@ -132,9 +177,9 @@ def run_round(cluster, n: int, workers: int, pid: int, audit: Path, offset: int)
     scaled: dict[str, float] = {}
 
     def shrunk() -> bool:
-        now, pods = time.monotonic(), worker_pods(cluster)
+        now, pods = time.monotonic(), watch.workers()
         for name in names:
-            if name not in scaled and len(pods.get(name, [])) == half:
+            if name not in scaled and len(pods.get(name, {})) == half:
                 scaled[name] = now
         return len(scaled) == n
 
@@ -142,8 +187,7 @@ def run_round(cluster, n: int, workers: int, pid: int, audit: Path, offset: int)
 
     t_del = time.monotonic()
     cluster.kubectl("delete", "llmtj", "--all", "-n", NS, "--wait=false", check=True)
-    until("every job's pods gone", lambda: not (cluster.get(f"/api/v1/namespaces/{NS}/pods") or {}).get("items"),
-          timeout=600, interval=0.5)
+    until("every job's pods gone", lambda: not watch.any_pods(), timeout=600)
     deleted = time.monotonic() - t_del
     time.sleep(2)  # the audit log's last lines
     verbs, offset = audit_requests(audit, offset)
@@ -188,11 +232,12 @@ def main() -> None:
                               LLMTJ_RESYNC_SECONDS=a.resync_seconds,  # not the tests' 2 s
                               MALLOC_ARENA_MAX="2")  # as the Deployment sets it
     rounds = []
+    watch = PodWatch(cluster)
     try:
         time.sleep(3)
         offset = audit.stat().st_size
         for n in (int(x) for x in a.jobs.split(",")):
-            result, offset = run_round(cluster, n, a.workers, op.pid, audit, offset)
+            result, offset = run_round(cluster, watch, n, a.workers, op.pid, audit, offset)
             rounds.append(result)
         peak = peak_rss_mb(op.pid)
     finally:

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # kopf's "Handler ... succeeded", once per watch event: thousands of lines an hour
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from . import handlers  # registers the handlers
     from .defaults import DefaultsError, load
 
@@ -50,14 +52,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.metrics:
         serve(args.metrics)
-    from .peering import peering_object, priority
+    from .peering import own_identity, peering_object, priority
+    from .resync import Resync
 
     if args.peering:  # the shared record of the replicas; kopf only updates it
         for ns in args.namespace or [None]:
             handlers.kube().ensure_peering(peering_object(args.peering, ns))
+    identity, rank = own_identity(), priority() if args.peering else None
+    Resync(handlers.kube, handlers.run, handlers.last_pass, args.namespace or None, args.peering, identity,
+           rank).start()
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace, namespaces=args.namespace, liveness_endpoint=args.health,
-        standalone=not args.peering, peering_name=args.peering, priority=priority() if args.peering else None,
+        standalone=not args.peering, peering_name=args.peering, priority=rank, identity=identity,
     ))
     return 0
 

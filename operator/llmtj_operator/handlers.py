@@ -1,4 +1,5 @@
-"""kopf wiring: every trigger (the job, its pods, a timer) only schedules a reconcile of the job it concerns."""
+"""kopf wiring: every trigger (the job's and its pods' watch events) only runs a reconcile of the job it concerns;
+the periodic resync is resync.py's loop."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from .peering import LIFETIME_SECONDS
 from .reconcile import forget, reconcile
 
 log = logging.getLogger(__name__)
-RESYNC_SECONDS = float(os.environ.get("LLMTJ_RESYNC_SECONDS", "5"))
-HEAL_SECONDS = 60.0  # how often the timer also re-applies existing children (a Service deleted by hand comes back)
+# handler threads: a reconcile mostly waits on the API server, so a burst of new jobs goes faster with more of them
+# than asyncio's default (CPUs + 4)
+WORKERS = 16
 DEFAULTS = JobDefaults()  # the cluster's job defaults; __main__ loads them from --job-defaults before kopf starts
 _kube: Kube | None = None
-_healed: dict[tuple[str, str], float] = {}
+_generations: dict[tuple[str, str], int | None] = {}  # the generation each job was last reconciled for, by event
+_passed: dict[tuple[str, str], float] = {}
 
 
 def kube() -> Kube:
@@ -34,7 +37,8 @@ def kube() -> Kube:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # kopf keeps its bookkeeping in annotations: the status schema declares only the API's own fields.
+    # where kopf would keep bookkeeping (the raw-event handlers need none, and no job gets a finalizer): annotations,
+    # as the status schema declares only the API's own fields
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
@@ -42,43 +46,46 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.error_backoffs = [1, 2, 5, 10]
     settings.peering.lifetime = LIFETIME_SECONDS  # with --peering: how soon a standby replaces a dead replica
     settings.peering.stealth = True  # no log line per keep-alive
+    settings.execution.max_workers = WORKERS
     kube()
 
 
-def _run(namespace: str | None, name: str | None, resync: bool = False) -> None:
+def run(namespace: str | None, name: str | None, resync: bool = False) -> None:
+    """Reconcile one job; ``resync``: also re-apply its existing children."""
     if namespace and name:
+        _passed[(namespace, name)] = time.monotonic()
         reconcile(kube(), namespace, name, DEFAULTS, resync=resync)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def job_changed(namespace: str, name: str, **_: Any) -> None:
-    _run(namespace, name)
+def last_pass(namespace: str, name: str) -> float | None:
+    """When a reconcile of the job last began (monotonic seconds), if one did."""
+    return _passed.get((namespace, name))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def resync(namespace: str, name: str, **_: Any) -> None:
-    """Deadlines, TTLs, children deleted by hand and anything a missed watch event hid."""
-    now = time.monotonic()
-    heal = now - _healed.get((namespace, name), 0.0) > HEAL_SECONDS
-    if heal:
-        _healed[(namespace, name)] = now
-    _run(namespace, name, resync=heal)
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def job_deleted(namespace: str, name: str, **_: Any) -> None:
-    """Only forgets the job's bookkeeping (optional: no finalizer; the garbage collector removes the children)."""
-    _healed.pop((namespace, name), None)
-    forget(namespace, name)
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def job_event(type: str | None, body: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
+    """The job's raw watch events, so that kopf writes no bookkeeping of its own on the job (no progress or
+    diff-base annotations: PATCHes and extra events per job). What starts a reconcile: the listing at start (type
+    None; also after a standby takes over), a new job, a new generation (the spec changed: an edit, a scale), a
+    deletion begun. The status writes' own events do not. A reconcile that fails is retried by the resync loop."""
+    key = (namespace, name)
+    if type == "DELETED":
+        _generations.pop(key, None)
+        _passed.pop(key, None)
+        forget(namespace, name)
+        return
+    meta = body.get("metadata") or {}
+    if type is None or type == "ADDED" or _generations.get(key) != meta.get("generation") \
+            or meta.get("deletionTimestamp"):
+        _generations[key] = meta.get("generation")
+        run(namespace, name)
 
 
 @kopf.on.event("v1", "pods", labels={names.JOB_LABEL: kopf.PRESENT})
 def pod_changed(namespace: str, labels: dict[str, str], type: str | None, **_: Any) -> None:
-    if type is None:  # the initial listing: the jobs' own resume handlers cover it
+    if type is None:  # the initial listing: the jobs' own listing covers it
         return
-    _run(namespace, labels.get(names.JOB_LABEL))
+    run(namespace, labels.get(names.JOB_LABEL))
 
 
 @kopf.on.probe(id="reconciler")

@@ -14,12 +14,25 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from .api import GROUP, PLURAL, VERSION
-from .peering import CLUSTER_PLURAL, NAMESPACED_PLURAL
+from .peering import CLUSTER_PLURAL, KOPF_GROUP, KOPF_VERSION, NAMESPACED_PLURAL
 from .podgroup import APIS, PodGroupAPI
 
 log = logging.getLogger(__name__)
 COMPONENT = "llm-training-operator"
+# kept-alive connections: one per handler thread (handlers.WORKERS) and to spare; the client's default (5 x CPUs)
+# made a burst discard connections and pay a TLS handshake per request on both ends
+POOL_SIZE = 32
 DISCOVERY_SECONDS = 60  # how long the list of served PodGroup APIs is trusted (a scheduler installed later is seen)
+
+
+def _raw(call: Any, *args: Any, **kwargs: Any) -> bytes:
+    """An API call whose answer stays JSON bytes: the client's model objects (a V1Pod, a V1Node) cost more CPU to
+    build than the rest of a reconcile, and a burst of new jobs is CPU-bound. A non-2xx answer still raises."""
+    resp = call(*args, _preload_content=False, **kwargs)
+    try:
+        return resp.data
+    finally:
+        resp.release_conn()
 
 
 def load_config(kubeconfig: str | None = None) -> None:
@@ -28,6 +41,9 @@ def load_config(kubeconfig: str | None = None) -> None:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config(config_file=kubeconfig)
+    settings = client.Configuration.get_default_copy()
+    settings.connection_pool_maxsize = POOL_SIZE
+    client.Configuration.set_default(settings)
 
 
 class Kube:
@@ -62,6 +78,15 @@ class Kube:
             if e.status != 404:
                 raise
 
+    def list_jobs(self, namespaces: list[str] | None) -> list[tuple[str, str]]:
+        """(namespace, name) of every job in these namespaces (None: all)."""
+        if namespaces is None:
+            found = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        else:
+            found = [j for ns in namespaces
+                     for j in self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]]
+        return [(j["metadata"]["namespace"], j["metadata"]["name"]) for j in found]
+
     # --- children ----------------------------------------------------------------------------------------------
     def create(self, obj: dict[str, Any]) -> bool:
         """Create ``obj`` (Service, ConfigMap, PVC, Pod); False if it already existed."""
@@ -70,7 +95,7 @@ class Kube:
                   "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
                   "Pod": self.core.create_namespaced_pod}[kind]
         try:
-            create(ns, obj)
+            _raw(create, ns, obj)
             return True
         except ApiException as e:
             if e.status == 409:
@@ -110,18 +135,18 @@ class Kube:
 
     def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.client.sanitize_for_serialization(self.core.read_namespaced_config_map(name, namespace))
+            return json.loads(_raw(self.core.read_namespaced_config_map, name, namespace))
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
 
     def replace_config_map_data(self, namespace: str, name: str, data: dict[str, str]) -> None:
-        self.core.patch_namespaced_config_map(name, namespace, {"data": data})
+        _raw(self.core.patch_namespaced_config_map, name, namespace, {"data": data})
 
     def claim_exists(self, namespace: str, name: str) -> bool:
         try:
-            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+            _raw(self.core.read_namespaced_persistent_volume_claim, name, namespace)
             return True
         except ApiException as e:
             if e.status == 404:
@@ -131,31 +156,31 @@ class Kube:
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """Plain dicts straight from the JSON: building the client's model objects and turning them back into
         dicts costs more CPU than the rest of a reconcile."""
-        resp = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
-        return json.loads(resp.data).get("items", [])
+        return json.loads(_raw(self.core.list_namespaced_pod, namespace, label_selector=selector)).get("items", [])
 
     def node_ready(self, name: str) -> bool:
         """Whether a node's kubelet reports Ready (False for a node that is gone)."""
         try:
-            node = self.core.read_node(name)
+            node = json.loads(_raw(self.core.read_node, name))
         except ApiException as e:
             if e.status == 404:
                 return False
             raise
-        return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+        return any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in (node.get("status") or {}).get("conditions") or [])
 
     def set_scheduling_gates(self, namespace: str, name: str, gates: list[dict[str, str]]) -> None:
         """Replace a pod's scheduling gates (the API only lets them shrink): the scheduler takes it when none remain."""
         try:
-            self.core.patch_namespaced_pod(name, namespace, [{"op": "replace", "path": "/spec/schedulingGates",
-                                                              "value": gates}])
+            _raw(self.core.patch_namespaced_pod, name, namespace, [{"op": "replace", "path": "/spec/schedulingGates",
+                                                                   "value": gates}])
         except ApiException as e:
             if e.status != 404:
                 raise
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         try:
-            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
+            _raw(self.core.delete_namespaced_pod, name, namespace, grace_period_seconds=grace_seconds)
         except ApiException as e:
             if e.status != 404:
                 raise
@@ -174,6 +199,20 @@ class Kube:
             if e.status != 409:
                 raise
 
+    def peering_records(self, name: str, namespace: str | None) -> dict[str, Any]:
+        """The replicas' records in kopf's peering object (its status); empty while it does not exist."""
+        try:
+            if namespace:
+                obj = self.custom.get_namespaced_custom_object(KOPF_GROUP, KOPF_VERSION, namespace, NAMESPACED_PLURAL,
+                                                               name)
+            else:
+                obj = self.custom.get_cluster_custom_object(KOPF_GROUP, KOPF_VERSION, CLUSTER_PLURAL, name)
+        except ApiException as e:
+            if e.status == 404:
+                return {}
+            raise
+        return obj.get("status") or {}
+
     # --- events ------------------------------------------------------------------------------------------------
     def event(self, job: dict[str, Any], kind: str, reason: str, message: str) -> None:
         meta = job["metadata"]
@@ -188,6 +227,6 @@ class Kube:
             "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat(), "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], body)
+            _raw(self.core.create_namespaced_event, meta["namespace"], body)
         except ApiException as e:  # an event is best effort: never fail a reconcile over it
             log.warning("could not post event %s on %s: %s", reason, meta["name"], e.reason)

@@ -10,8 +10,11 @@ names it creates are deterministic and creates are idempotent, so a handover mid
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 import time
+from datetime import datetime, timedelta, timezone
 
 KOPF_GROUP = "kopf.dev"
 KOPF_VERSION = "v1"
@@ -33,3 +36,27 @@ def peering_object(name: str, namespace: str | None = None) -> dict:
     if namespace:
         meta["namespace"] = namespace
     return {"apiVersion": f"{KOPF_GROUP}/{KOPF_VERSION}", "kind": kind, "metadata": meta}
+
+
+def acting(records: dict, identity: str, own_priority: int, now: datetime | None = None) -> bool:
+    """Whether this replica acts, by kopf's rule over a peering object's status (identity -> {priority, lifetime,
+    lastseen}): no other live record of a higher or equal priority (equal ones all pause)."""
+    now = now or datetime.now(timezone.utc)
+    for peer, rec in (records or {}).items():
+        if peer == identity or not isinstance(rec, dict):
+            continue
+        try:
+            seen = datetime.fromisoformat(str(rec["lastseen"]))
+            if seen.tzinfo is None:
+                seen = seen.replace(tzinfo=timezone.utc)
+            alive = seen + timedelta(seconds=int(rec.get("lifetime", 60))) > now
+            if alive and int(rec.get("priority", 0)) >= own_priority:
+                return False
+        except (KeyError, TypeError, ValueError):
+            continue  # not a record kopf wrote
+    return True
+
+
+def own_identity() -> str:
+    """This replica's name in the peering object: the pod's name (POD_ID), else host@pid."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}@{os.getpid()}"
