@@ -12,10 +12,13 @@ round (a number of jobs, ``--jobs``), one after the other:
 - delete: every job is deleted; ``delete_s`` until the last of their pods is gone.
 
 The benchmark follows the pods with one watch (as a controller would), not by polling LISTs, so that its own view
-costs the API server it measures next to nothing. ``requests`` counts the operator's API requests in the round from
-the API server's audit log (every request by the operator's ServiceAccount, by verb), with ``per_job``: no request
-storms means that stays flat as the number of jobs grows. ``operator_cpu_s`` is the CPU time the operator process
-used in the round; ``operator_peak_rss_mb`` its peak resident memory over the whole run (VmHWM).
+costs the API server it measures next to nothing. Each time is taken when the watch delivers the event that completes
+it (the creation of a job's last worker pod, the end of its last surplus pod), not when the benchmark next looks:
+it looks only after the last job is created or scaled, seconds after the first. ``requests`` counts the operator's
+API requests in the round from the API server's audit log (every request by the operator's ServiceAccount, by verb),
+with ``per_job``: no request storms means that stays flat as the number of jobs grows. ``operator_cpu_s`` is the CPU
+time the operator process used in the round; ``operator_peak_rss_mb`` its peak resident memory over the whole run
+(VmHWM).
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ def load_job(name: str, workers: int) -> dict:
 
 
 class PodWatch:
-    """The jobs' pods as one watch sees them: job -> {pod: (role, phase)}. The benchmark's own view must not load the
-    API server it measures, as polling LISTs of hundreds of pods several times a second would."""
+    """The jobs' pods as one watch sees them: job -> {pod: (role, phase)}, and when each job's number of worker pods
+    changed: job -> [(monotonic time of the event, count)]. The benchmark's own view must not load the API server it
+    measures, as polling LISTs of hundreds of pods several times a second would."""
 
     def __init__(self, cluster) -> None:
         from kubernetes import client
@@ -65,16 +69,31 @@ class PodWatch:
         self.api = client.CoreV1Api(cluster.api_client())
         self.lock = threading.Lock()
         self.pods: dict[str, dict[str, tuple[str, str]]] = {}
+        self.counts: dict[str, list[tuple[float, int]]] = {}
         threading.Thread(target=self._follow, daemon=True).start()
 
     def _set(self, pod, gone: bool = False) -> None:
         labels = pod.metadata.labels or {}
+        job = labels.get("llmtj.dev/job-name", "")
         with self.lock:
-            mine = self.pods.setdefault(labels.get("llmtj.dev/job-name", ""), {})
+            mine = self.pods.setdefault(job, {})
             if gone:
                 mine.pop(pod.metadata.name, None)
             else:
                 mine[pod.metadata.name] = (labels.get("llmtj.dev/role", ""), pod.status.phase or "Pending")
+            count = sum(1 for role, _ in mine.values() if role == "worker")
+            history = self.counts.setdefault(job, [])
+            if not history or history[-1][1] != count:
+                history.append((time.monotonic(), count))
+
+    def reached(self, job: str, count: int, since: float) -> float | None:
+        """When the job first had ``count`` worker pods at or after ``since`` (None: not yet)."""
+        with self.lock:
+            history = list(self.counts.get(job, []))
+        before = [c for t, c in history if t < since]
+        if before and before[-1] == count:
+            return since
+        return next((t for t, c in history if t >= since and c == count), None)
 
     def _follow(self) -> None:
         from kubernetes import watch
@@ -154,10 +173,10 @@ def run_round(cluster, watch: PodWatch, n: int, workers: int, pid: int, audit: P
     all_pods: dict[str, float] = {}
 
     def pods_created() -> bool:
-        now, pods = time.monotonic(), watch.workers()
         for name in names:
-            if name not in all_pods and len(pods.get(name, {})) == workers:
-                all_pods[name] = now
+            at = all_pods.get(name) or watch.reached(name, workers, created[name])
+            if at is not None:
+                all_pods[name] = at
         return len(all_pods) == n
 
     until("every job's worker pods", pods_created, timeout=600)
@@ -177,10 +196,10 @@ def run_round(cluster, watch: PodWatch, n: int, workers: int, pid: int, audit: P
     scaled: dict[str, float] = {}
 
     def shrunk() -> bool:
-        now, pods = time.monotonic(), watch.workers()
         for name in names:
-            if name not in scaled and len(pods.get(name, {})) == half:
-                scaled[name] = now
+            at = scaled.get(name) or watch.reached(name, half, patched[name])
+            if at is not None:
+                scaled[name] = at
         return len(scaled) == n
 
     until("every job scaled down", shrunk, timeout=600)
@@ -196,6 +215,7 @@ def run_round(cluster, watch: PodWatch, n: int, workers: int, pid: int, audit: P
         "jobs": n, "workers_per_job": workers,
         "apply_to_pods_s": {"p50": pct([all_pods[k] - created[k] for k in names], 0.5),
                             "p99": pct([all_pods[k] - created[k] for k in names], 0.99)},
+        "created_all_s": round(max(created.values()) - t0, 2),  # the creation loop: first job -> last job
         "settled_s": round(settled, 2),
         "scale_s": {"p50": pct([scaled[k] - patched[k] for k in names], 0.5),
                     "p99": pct([scaled[k] - patched[k] for k in names], 0.99)},

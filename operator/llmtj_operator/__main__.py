@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         for ns in args.namespace or [None]:
             handlers.kube().ensure_peering(peering_object(args.peering, ns))
     identity, rank = own_identity(), priority() if args.peering else None
-    Resync(handlers.kube, handlers.run, handlers.last_pass, args.namespace or None, args.peering, identity,
-           rank).start()
+    handlers.start(args.namespace or None, peering=bool(args.peering))
+    Resync(handlers.kube, handlers.CACHE, handlers.run, handlers.last_pass, handlers.ACTING,
+           namespaces=args.namespace or None, peering=args.peering, identity=identity, priority=rank).start()
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace, namespaces=args.namespace, liveness_endpoint=args.health,
         standalone=not args.peering, peering_name=args.peering, priority=rank, identity=identity,

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from .api import GROUP, PLURAL, VERSION
 from .peering import CLUSTER_PLURAL, KOPF_GROUP, KOPF_VERSION, NAMESPACED_PLURAL
@@ -23,6 +25,10 @@ COMPONENT = "llm-training-operator"
 # made a burst discard connections and pay a TLS handshake per request on both ends
 POOL_SIZE = 32
 DISCOVERY_SECONDS = 60  # how long the list of served PodGroup APIs is trusted (a scheduler installed later is seen)
+
+
+class Conflict(Exception):
+    """A write made on a copy of the job older than the server's (409 Conflict): read it again and redo the pass."""
 
 
 def _raw(call: Any, *args: Any, **kwargs: Any) -> bytes:
@@ -62,13 +68,22 @@ class Kube:
                 return None
             raise
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any],
+                     version: str | None = None) -> dict[str, Any] | None:
+        """Write the job's status; the job as the server now has it (None: deleted meanwhile, nothing to report
+        on). ``version``: the resourceVersion the status was computed from; a job changed since raises Conflict."""
+        body: dict[str, Any] = {"status": status}
+        if version:
+            body["metadata"] = {"resourceVersion": version}
         try:
-            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
-                                                              {"status": status})
+            return json.loads(_raw(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                                   PLURAL, name, body))
         except ApiException as e:
-            if e.status != 404:  # deleted meanwhile: nothing to report on
+            if e.status == 409:
+                raise Conflict(f"{namespace}/{name} changed since resourceVersion {version}") from None
+            if e.status != 404:
                 raise
+            return None
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:
@@ -78,28 +93,26 @@ class Kube:
             if e.status != 404:
                 raise
 
-    def list_jobs(self, namespaces: list[str] | None) -> list[tuple[str, str]]:
-        """(namespace, name) of every job in these namespaces (None: all)."""
+    def list_jobs(self, namespaces: list[str] | None) -> list[dict[str, Any]]:
+        """Every job in these namespaces (None: all)."""
         if namespaces is None:
-            found = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
-        else:
-            found = [j for ns in namespaces
-                     for j in self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]]
-        return [(j["metadata"]["namespace"], j["metadata"]["name"]) for j in found]
+            return json.loads(_raw(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL))["items"]
+        return [j for ns in namespaces
+                for j in json.loads(_raw(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns,
+                                         PLURAL))["items"]]
 
     # --- children ----------------------------------------------------------------------------------------------
-    def create(self, obj: dict[str, Any]) -> bool:
-        """Create ``obj`` (Service, ConfigMap, PVC, Pod); False if it already existed."""
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create ``obj`` (Service, ConfigMap, PVC, Pod): the object as created, or None if it already existed."""
         ns, kind = obj["metadata"]["namespace"], obj["kind"]
         create = {"Service": self.core.create_namespaced_service, "ConfigMap": self.core.create_namespaced_config_map,
                   "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
                   "Pod": self.core.create_namespaced_pod}[kind]
         try:
-            _raw(create, ns, obj)
-            return True
+            return json.loads(_raw(create, ns, obj))
         except ApiException as e:
             if e.status == 409:
-                return False
+                return None
             raise
 
     def served_pod_group_apis(self) -> list[PodGroupAPI]:
@@ -156,7 +169,34 @@ class Kube:
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """Plain dicts straight from the JSON: building the client's model objects and turning them back into
         dicts costs more CPU than the rest of a reconcile."""
-        return json.loads(_raw(self.core.list_namespaced_pod, namespace, label_selector=selector)).get("items", [])
+        return self.list_pods_at(namespace, selector)[0]
+
+    def list_pods_at(self, namespace: str | None, selector: str) -> tuple[list[dict[str, Any]], str]:
+        """The pods of one namespace (None: all) and the resourceVersion of that listing, to watch from."""
+        if namespace is None:
+            data = json.loads(_raw(self.core.list_pod_for_all_namespaces, label_selector=selector))
+        else:
+            data = json.loads(_raw(self.core.list_namespaced_pod, namespace, label_selector=selector))
+        return data.get("items") or [], data["metadata"]["resourceVersion"]
+
+    def watch_pods(self, namespace: str | None, selector: str, version: str | None,
+                   seconds: int) -> Iterator[dict[str, Any]]:
+        """The watch events ({type, object}) after ``version``, as JSON dicts, until the server ends the stream after
+        ``seconds``; bookmarks included."""
+        kwargs = {"label_selector": selector, "watch": True, "resource_version": version,
+                  "allow_watch_bookmarks": True, "timeout_seconds": seconds, "_preload_content": False,
+                  "_request_timeout": (10, seconds + 30)}  # a dead connection is noticed, a quiet one is not cut
+        if namespace is None:
+            resp = self.core.list_pod_for_all_namespaces(**kwargs)
+        else:
+            resp = self.core.list_namespaced_pod(namespace, **kwargs)
+        try:
+            for line in iter_resp_lines(resp):
+                if line:
+                    yield json.loads(line)
+        finally:
+            resp.close()
+            resp.release_conn()
 
     def node_ready(self, name: str) -> bool:
         """Whether a node's kubelet reports Ready (False for a node that is gone)."""
@@ -169,21 +209,27 @@ class Kube:
         return any(c.get("type") == "Ready" and c.get("status") == "True"
                    for c in (node.get("status") or {}).get("conditions") or [])
 
-    def set_scheduling_gates(self, namespace: str, name: str, gates: list[dict[str, str]]) -> None:
-        """Replace a pod's scheduling gates (the API only lets them shrink): the scheduler takes it when none remain."""
+    def set_scheduling_gates(self, namespace: str, name: str, gates: list[dict[str, str]]) -> dict[str, Any] | None:
+        """Replace a pod's scheduling gates (the API only lets them shrink): the scheduler takes it when none remain.
+        The pod as patched (None: gone)."""
         try:
-            _raw(self.core.patch_namespaced_pod, name, namespace, [{"op": "replace", "path": "/spec/schedulingGates",
-                                                                   "value": gates}])
+            return json.loads(_raw(self.core.patch_namespaced_pod, name, namespace,
+                                   [{"op": "replace", "path": "/spec/schedulingGates", "value": gates}]))
         except ApiException as e:
             if e.status != 404:
                 raise
+            return None
 
-    def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> dict[str, Any] | None:
+        """The pod as the deletion left it (marked for deletion, or its last state), None if it was gone."""
         try:
-            _raw(self.core.delete_namespaced_pod, name, namespace, grace_period_seconds=grace_seconds)
+            answer = json.loads(_raw(self.core.delete_namespaced_pod, name, namespace,
+                                     grace_period_seconds=grace_seconds))
         except ApiException as e:
             if e.status != 404:
                 raise
+            return None
+        return answer if answer.get("kind") == "Pod" else None
 
     # --- peering -----------------------------------------------------------------------------------------------
     def ensure_peering(self, obj: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
 disable_created_metrics()  # no *_created series: Prometheus does not use them, and they double the families
@@ -26,6 +26,9 @@ RESTARTS = Counter(PREFIX + "worker_restarts", "Worker pods replaced after a fai
 SCALE_EVENTS = Counter(PREFIX + "scale_events", "Resizes started, by direction (up, down).", ["namespace", "direction"])
 ERRORS = Counter(PREFIX + "reconcile_errors", "Reconcile passes that failed (reason: the exception's type) and jobs "
                  "refused (reason: the Failed condition's, e.g. InvalidSpec).", ["namespace", "reason"])
+
+QUEUE_DEPTH = Gauge(PREFIX + "reconcile_queue_depth", "Jobs owed a reconcile pass: waiting for a worker thread, or "
+                    "triggered again while their pass runs (each job counts once).")
 
 _phases: dict[tuple[str, str], tuple[str, int]] = {}  # (namespace, job) -> (phase, restartCount)
 _lock = threading.Lock()

@@ -1,8 +1,9 @@
 """One reconcile of one job: read it, check what the schema cannot, apply the rendered children, write status.
 
-Every kopf handler (a job listed, created or changed, a worker pod changed, the periodic timer) ends here, one pass
-per job at a time with bursts of triggers folded (coalesce.py), so there is one status writer. Nothing is created for
-a job that fails its checks.
+Every trigger (the job listed, created or changed, one of its pods changed, the periodic resync) ends here, one pass
+per job at a time (workqueue.py), so there is one status writer. The job and its pods are read from the cache, and
+what the pass writes goes back into it; the status write names the job's resourceVersion, so a pass that worked on
+an outdated copy is refused (409) and done again on the server's. Nothing is created for a job that fails its checks.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pydantic import ValidationError
 from . import conditions as cond
 from . import faults, metrics, names, progress
 from .api import JobSpec
+from .cache import Cache
 from .checks import batch_problem, pod_template_problem
 from .clock import parse, timestamp
-from .coalesce import Coalescer
 from .defaults import JobDefaults, queue, with_defaults
-from .kube import Kube
+from .kube import Conflict, Kube
 from .plan import TERMINAL, plan
 from .podgroup import choose
 from .pods import view
@@ -37,7 +38,7 @@ from .render import (
 from .store import store_action
 
 log = logging.getLogger(__name__)
-_passes = Coalescer()  # per job: one pass at a time, bursts of triggers folded
+CONFLICT_TRIES = 3  # passes redone on a newer copy of the job before the resync is left to try again
 
 
 class Rejected(Exception):
@@ -112,13 +113,15 @@ def ensure_children(kube: Kube, job: Job) -> None:
         kube.apply_pod_group(job.pod_group, group)
 
 
-def _reject(kube: Kube, body: dict[str, Any], status: dict[str, Any], err: Rejected, now: datetime) -> None:
+def _reject(kube: Kube, cache: Cache, body: dict[str, Any], status: dict[str, Any], err: Rejected,
+            now: datetime) -> None:
     stamp = timestamp(now)
     gen = body["metadata"].get("generation")
     new = {**status, "phase": "Failed", "completionTime": status.get("completionTime") or stamp,
            "lastError": err.message, "observedGeneration": gen,
            "conditions": cond.for_phase(status.get("conditions") or [], "Failed", err.reason, err.message, stamp, gen)}
-    kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], new)
+    cache.put_job(kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], new,
+                                    body["metadata"].get("resourceVersion")))
     metrics.record_phase(body["metadata"]["namespace"], body["metadata"]["name"], "Failed")
     if status.get("phase") != "Failed":
         metrics.ERRORS.labels(body["metadata"]["namespace"], err.reason).inc()
@@ -132,31 +135,42 @@ def _expired(status: dict[str, Any], spec: JobSpec, now: datetime) -> bool:
     return now >= parse(done) + timedelta(seconds=spec.ttl_seconds_after_finished)
 
 
-def reconcile(kube: Kube, namespace: str, name: str, defaults: JobDefaults, now: datetime | None = None,
-              resync: bool = False) -> None:
-    """``resync`` (the periodic timer) also re-applies children that exist already, healing ones deleted by hand;
-    pod events skip that once the children were made for this generation."""
-    _passes.run((namespace, name), lambda heal: _reconcile(kube, namespace, name, defaults,
-                                                           now or datetime.now(timezone.utc), heal), resync)
-
-
-def forget(namespace: str, name: str) -> None:
-    _passes.forget((namespace, name))
-    metrics.record_phase(namespace, name, None)
-    progress.forget(namespace, name)
-
-
-def _reconcile(kube: Kube, namespace: str, name: str, defaults: JobDefaults, now: datetime, resync: bool) -> None:
+def reconcile(kube: Kube, cache: Cache, namespace: str, name: str, defaults: JobDefaults, resync: bool = False) -> None:
+    """``resync`` (the periodic resync's turn) also re-applies children that exist already, healing ones deleted by
+    hand; other passes skip that once the children were made for this generation."""
     with metrics.RECONCILE.time():
         try:
-            _pass(kube, namespace, name, defaults, now, resync)
+            for attempt in range(CONFLICT_TRIES):
+                try:
+                    return _pass(kube, cache, namespace, name, defaults, datetime.now(timezone.utc), resync)
+                except Conflict:
+                    if attempt == CONFLICT_TRIES - 1:
+                        raise
+                    cache.put_job(kube.get_job(namespace, name))  # the server's newer copy; then the pass again
         except Exception as e:
             metrics.ERRORS.labels(namespace, type(e).__name__).inc()
             raise
 
 
-def _pass(kube: Kube, namespace: str, name: str, defaults: JobDefaults, now: datetime, resync: bool) -> None:
-    body = kube.get_job(namespace, name)
+def forget(namespace: str, name: str) -> None:
+    metrics.record_phase(namespace, name, None)
+    progress.forget(namespace, name)
+
+
+def _read(kube: Kube, cache: Cache, namespace: str, name: str) -> dict[str, Any] | None:
+    """The job from the cache; from the API server when the cache has no copy (the operator's first seconds)."""
+    if cache.deleted(namespace, name):
+        return None
+    body = cache.job(namespace, name)
+    if body is None:
+        body = kube.get_job(namespace, name)
+        cache.put_job(body)
+    return body
+
+
+def _pass(kube: Kube, cache: Cache, namespace: str, name: str, defaults: JobDefaults, now: datetime,
+          resync: bool) -> None:
+    body = _read(kube, cache, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         metrics.record_phase(namespace, name, None)
         return  # gone or going: the garbage collector stops the pods (SIGTERM, grace period) and removes children
@@ -166,7 +180,7 @@ def _pass(kube: Kube, namespace: str, name: str, defaults: JobDefaults, now: dat
         spec = parse_spec(body, defaults)
     except Rejected as err:
         if status.get("phase") not in TERMINAL:
-            _reject(kube, body, status, err, now)
+            _reject(kube, cache, body, status, err, now)
         return
     if status.get("phase") in TERMINAL and _expired(status, spec, now):
         kube.delete_job(namespace, name)
@@ -180,49 +194,68 @@ def _pass(kube: Kube, namespace: str, name: str, defaults: JobDefaults, now: dat
         try:
             check_inputs(kube, job)
         except Rejected as err:
-            _reject(kube, body, status, err, now)
+            _reject(kube, cache, body, status, err, now)
             return
         ensure_children(kube, job)
         if not created:
             status = {**status, "conditions": cond.upsert(status.get("conditions") or [], "Created", True,
                                                           "ChildrenCreated", "Service, ConfigMap and claim exist",
                                                           timestamp(now), meta.get("generation"))}
-    owned = [p for p in kube.list_pods(namespace, f"{names.JOB_LABEL}={name}") if _owned(p, meta["uid"])]
+    pods = cache.pods(namespace, name)
+    if pods is None:  # the pod watch has not listed them yet
+        pods = kube.list_pods(namespace, f"{names.JOB_LABEL}={name}")
+    owned = [p for p in pods if _owned(p, meta["uid"])]
     workers = [p for p in owned if _role(p) == "worker"]
     views = [v for v in (view(p) for p in workers) if v is not None]
-    _release_from_lost_nodes(kube, body, owned)
+    _release_from_lost_nodes(kube, cache, body, owned)
     result = plan(name, spec, meta.get("generation"), status, views, now)
     store = next((p for p in owned if _role(p) == "rendezvous"), None)
     keep = result.status.get("phase") not in TERMINAL and result.status.get("phase") != "Suspended"
     action = store_action(keep, store, any(not v.terminal and not v.deleting for v in views), bool(result.create))
     if action.delete:
-        kube.delete_pod(namespace, names.rendezvous(name))
-    if action.create and kube.create(build_rendezvous_pod(job)):
+        cache.put_pod(kube.delete_pod(namespace, names.rendezvous(name)))
+    if action.create and _create_pod(kube, cache, build_rendezvous_pod(job)):
         metrics.POD_CREATIONS.labels(namespace, "rendezvous").inc()
     for pod_name in result.delete:
-        kube.delete_pod(namespace, pod_name)
+        cache.put_pod(kube.delete_pod(namespace, pod_name))
         faults.point("pod-delete")
     for index, restarts in result.create:
-        if kube.create(build_pod(job, index, restarts, gated=result.gated)):
+        if _create_pod(kube, cache, build_pod(job, index, restarts, gated=result.gated)):
             metrics.POD_CREATIONS.labels(namespace, "worker").inc()
         faults.point("pod-create")
     by_name = {p["metadata"]["name"]: p for p in workers}
     for pod_name in result.ungate:
         gates = (by_name[pod_name].get("spec") or {}).get("schedulingGates") or []
-        kube.set_scheduling_gates(namespace, pod_name, [g for g in gates if g.get("name") != names.GANG_GATE])
+        cache.put_pod(kube.set_scheduling_gates(namespace, pod_name,
+                                                [g for g in gates if g.get("name") != names.GANG_GATE]))
     result.status["worldSize"] = result.status.get("readyReplicas", 0) * spec.procs_per_pod
     if result.status.get("phase") == "Running" and progress.due(namespace, name):
         result.status.update(progress.read([p["status"]["podIP"] for p in workers if _serving(p)]))
-    if result.status != status:
-        kube.patch_status(namespace, name, result.status)
-        faults.point("status-write")
-    for kind, reason, message in result.events:
-        kube.event(body, kind, reason, message)
-    metrics.record_events(namespace, result.events)
+    try:
+        if result.status != status:
+            cache.put_job(kube.patch_status(namespace, name, result.status, meta.get("resourceVersion")))
+            faults.point("status-write")
+    except Conflict:  # the job changed meanwhile: the pass is done again, but what this one did is told now
+        _tell(kube, body, result.events)
+        raise
+    _tell(kube, body, result.events)
     metrics.record_phase(namespace, name, result.status.get("phase"), result.status.get("restartCount"))
 
 
-def _release_from_lost_nodes(kube: Kube, body: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+def _tell(kube: Kube, body: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+    for kind, reason, message in events:
+        kube.event(body, kind, reason, message)
+    metrics.record_events(body["metadata"]["namespace"], events)
+
+
+def _create_pod(kube: Kube, cache: Cache, pod: dict[str, Any]) -> bool:
+    """Create a pod and keep the answer: the next pass sees it even before its watch event comes."""
+    created = kube.create(pod)
+    cache.put_pod(created)
+    return created is not None
+
+
+def _release_from_lost_nodes(kube: Kube, cache: Cache, body: dict[str, Any], pods: list[dict[str, Any]]) -> None:
     """A pod being deleted on a node that is not Ready (lost, or cut off) never finishes: no kubelet confirms it,
     and its name, which the replacement needs, stays taken. Its processes are dead or fenced off from the job's
     rendezvous, so it is removed at once (grace 0) and replaced on a node that works. The job's tolerations of
@@ -235,7 +268,7 @@ def _release_from_lost_nodes(kube: Kube, body: dict[str, Any], pods: list[dict[s
         if node not in ready:
             ready[node] = kube.node_ready(node)
         if not ready[node]:
-            kube.delete_pod(body["metadata"]["namespace"], name, grace_seconds=0)
+            cache.put_pod(kube.delete_pod(body["metadata"]["namespace"], name, grace_seconds=0))
             kube.event(body, "Warning", "NodeLost", f"{name} was on node {node}, which is not Ready: removed "
                        "without waiting for its kubelet so that a replacement can start on another node")
 
@@ -243,9 +276,11 @@ def _release_from_lost_nodes(kube: Kube, body: dict[str, Any], pods: list[dict[s
 def _maybe_stranded(pod: dict[str, Any]) -> bool:
     """Deleting, and either evicted for a node taint (a lost node's NoExecute taint: DisruptionTarget, reason
     DeletionByTaintManager) or past its grace period: only then is its node worth a look. A pod deleted on a healthy
-    node (scale-down, suspend) is gone within its grace period and costs no request."""
-    deletion = parse((pod.get("metadata") or {}).get("deletionTimestamp"))
-    if deletion is None:
+    node (scale-down, suspend) is gone within its grace period and costs no request; so does one whose kubelet has
+    confirmed its end (its grace cut to 0: it is removed at once)."""
+    meta = pod.get("metadata") or {}
+    deletion = parse(meta.get("deletionTimestamp"))
+    if deletion is None or meta.get("deletionGracePeriodSeconds") == 0:
         return False
     evicted = any(c.get("type") == "DisruptionTarget" and c.get("reason") == "DeletionByTaintManager"
                   for c in (pod.get("status") or {}).get("conditions") or [])
