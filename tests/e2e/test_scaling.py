@@ -112,3 +112,31 @@ def test_kubectl_scale_resizes_a_running_job_without_restarts(operator, namespac
     assert count[(namespace, "up")] >= 1 and count[(namespace, "down")] >= 1, count
     assert count[(namespace, "worker")] >= 3 and count[(namespace, "Succeeded")] >= 1, count
     assert served["llmtj_operator_reconcile_duration_seconds_count"][0][1] > 0
+
+
+def test_a_horizontal_pod_autoscaler_resizes_a_job_through_its_scale_subresource(operator, namespace):
+    """The controller manager's real HPA controller (no metrics API on the test bed: it scales by its minReplicas
+    bound, which it applies before reading any metric) reads the job's /scale and writes spec.replicas; the operator
+    carries the resize out."""
+    job = example("hpa", replicas=1, elastic={"minReplicas": 1, "maxReplicas": 3},
+                  nodeSelector={"llmtj.dev/no-such-node": "x"})  # the pods stay Pending: only the resize matters
+    job["spec"]["config"]["training"].update(batch_size=2, global_batch_size=12)  # whole at 1, 2 and 3 workers
+    apply(operator, namespace, job)
+    assert poll(lambda: [p["metadata"]["name"] for p in workers(operator, namespace)] == ["hpa-worker-0"],
+                timeout=60), ((get_job(operator, namespace, "hpa") or {}).get("status"), events(operator, namespace))
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "hpa"},
+           "spec": {"scaleTargetRef": {"apiVersion": "llmtj.dev/v1alpha1", "kind": "LLMTrainingJob", "name": "hpa"},
+                    "minReplicas": 2, "maxReplicas": 3,
+                    "metrics": [{"type": "Resource", "resource": {
+                        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}}
+    status, body = operator.request("POST", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers",
+                                    hpa)
+    assert status == 201, body
+    assert poll(lambda: (get_job(operator, namespace, "hpa") or {}).get("spec", {}).get("replicas") == 2,
+                timeout=90), operator.get(f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/hpa")
+    assert poll(lambda: [p["metadata"]["name"] for p in workers(operator, namespace)] == ["hpa-worker-0",
+                                                                                         "hpa-worker-1"], timeout=60)
+    assert poll(lambda: (get_job(operator, namespace, "hpa") or {}).get("status", {}).get("desiredReplicas") == 2,
+                timeout=30)
+    rescaled = [e for e in events(operator, namespace) if e.get("reason") == "SuccessfulRescale"]
+    assert rescaled and "New size: 2" in rescaled[0]["message"], rescaled

@@ -132,7 +132,7 @@ def test_wrong_values_are_refused_by_the_schema_with_their_path(helm, value, pat
     assert out.returncode != 0 and f"at '{path}'" in out.stderr, out.stderr
 
 
-def test_the_plain_manifests_are_the_chart_rendered():
+def test_the_plain_manifests_are_the_chart_rendered(cluster):  # the test bed's build made helm
     out = subprocess.run([sys.executable, str(ROOT / "helm" / "plain_manifests.py"), "--check"], capture_output=True,
                          text=True, env={**os.environ, "HELM": str(bin_dir() / "helm")})
     assert out.returncode == 0, out.stderr
