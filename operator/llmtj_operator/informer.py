@@ -37,6 +37,7 @@ class PodInformer:
         """``namespace``: the one to watch (None: all); ``changed``: called with a job's key after its pods changed."""
         self.kube, self.cache, self.namespace, self.changed = kube, cache, namespace, changed
         self.version: str | None = None  # the last resourceVersion seen; None: list (again)
+        self.listed_at: str | None = None  # the latest listing's resourceVersion
         self.listed = False
         self.stop = threading.Event()
 
@@ -55,6 +56,9 @@ class PodInformer:
                 delay = 1.0
             except Stale as e:
                 log.info("pod watch in %s: %s; listing again", self.namespace or "all namespaces", e)
+                if self.version == self.listed_at:  # refused right after a listing: no tight loop of LIST + WATCH
+                    self.stop.wait(delay)
+                    delay = min(delay * 2, 5.0)
                 self.version = None
             except Exception as e:  # the API server away: retry, resuming where the stream broke
                 log.warning("pod watch in %s broke (%s); again in %.0f s", self.namespace or "all namespaces",
@@ -68,7 +72,7 @@ class PodInformer:
         if self.listed:  # after a gap: what changed meanwhile is owed a reconcile (the first listing: kopf's is)
             for key in touched:
                 self.changed(key)
-        self.version, self.listed = version, True
+        self.version, self.listed_at, self.listed = version, version, True
 
     def follow(self) -> None:
         try:

@@ -101,3 +101,33 @@ def test_a_pass_sees_its_own_writes_and_redoes_itself_on_an_outdated_copy(crd, n
         assert after["status"]["restartCount"] == 0
         assert stale.job(namespace, "cached")["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
         assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(crd, namespace)} == made
+
+
+def test_a_watch_refused_right_after_its_listing_is_retried_with_backoff_not_in_a_tight_loop(crd, namespace):
+    """RBAC that lets the operator list pods but not watch them (a hand-edited Role): every LIST works and every
+    WATCH is refused at once (403). The informer waits longer each time instead of hammering the API server."""
+    from kubernetes import client
+
+    crd.kubectl("create", "serviceaccount", "lister", "-n", namespace, check=True)
+    crd.kubectl("create", "role", "list-pods", "--verb=list", "--resource=pods", "-n", namespace, check=True)
+    crd.kubectl("create", "rolebinding", "list-pods", "--role=list-pods", f"--serviceaccount={namespace}:lister",
+                "-n", namespace, check=True)
+    token = crd.kubectl("create", "token", "lister", "-n", namespace, check=True).stdout.strip()
+    settings = client.Configuration(host=crd.server, api_key={"authorization": f"Bearer {token}"})
+    settings.ssl_ca_cert = str(crd.dir / "pki" / "ca.crt")
+
+    class Counted(Kube):
+        lists = 0
+
+        def list_pods_at(self, namespace, selector):
+            Counted.lists += 1
+            return super().list_pods_at(namespace, selector)
+
+    kube = Counted(client.ApiClient(settings))
+    informer = PodInformer(lambda: kube, Cache(), namespace, lambda key: None)
+    informer.start()
+    try:
+        time.sleep(5)
+    finally:
+        informer.stop.set()
+    assert informer.listed and 2 <= Counted.lists <= 5, Counted.lists  # waits 1, 2, 4 s between tries
