@@ -21,6 +21,10 @@ from .clock import parse, timestamp
 from .pods import PodView
 
 BACKOFF_SECONDS = (10, 20, 40, 80, 160, 300)
+# The scheduler's words for a pod that waits for its volume, not for capacity: a claim of an Immediate storage class
+# the provisioner has not bound yet (the checkpoint claim, made just before the pods). The scheduler tries such a pod
+# again as soon as the claim is bound, so releasing the gang for it would only cost the backoff.
+WAITING_FOR_VOLUME = ("unbound immediate PersistentVolumeClaims",)
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,9 @@ def gang(min_replicas: int, pods: list[PodView], state: dict[str, Any], now: dat
     if len(placed) >= min_replicas:  # enough to train: the rest join when they can (scale-up rules)
         return Gang(ungate=gated)
     offered = [p for p in live if not p.gated]
-    refused = [p for p in offered if not p.node and p.unschedulable]
+    refused = [p for p in offered if not p.node and p.unschedulable and not _waiting_for_volume(p)]
     attempts = int(state.get("attempts") or 0)
-    judged = refused and all(p.node or p.unschedulable for p in offered)  # the scheduler has seen every offered pod
+    judged = refused and all(p.node or p in refused for p in offered)  # the scheduler has judged every offered pod
     if judged and not placed:  # nothing held, nothing to release: the scheduler places them as capacity frees up
         return Gang(state=state, blocked=f"the scheduler cannot place any of the {min_replicas} worker pods the job "
                                          f"needs at least (elastic.minReplicas): {refused[0].unschedulable}")
@@ -54,6 +58,10 @@ def gang(min_replicas: int, pods: list[PodView], state: dict[str, Any], now: dat
     if retry_at is not None and now < retry_at:
         return Gang(gate_new=True, state=state, blocked=_why(min_replicas, None, state))
     return Gang(ungate=gated, state=state)
+
+
+def _waiting_for_volume(pod: PodView) -> bool:
+    return any(words in pod.unschedulable for words in WAITING_FOR_VOLUME)
 
 
 def _why(min_replicas: int, placed: int | None, state: dict[str, Any]) -> str:

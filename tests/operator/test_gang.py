@@ -97,3 +97,14 @@ def test_when_none_can_be_placed_nothing_is_released_and_the_scheduler_keeps_try
     assert scheduled["status"] == "False" and scheduled["message"] == (
         f"the scheduler cannot place any of the 2 worker pods the job needs at least (elastic.minReplicas): {NO_GPU}")
     assert p.status["phase"] == "Pending"
+
+
+def test_a_pod_waiting_for_its_claim_to_be_bound_is_not_a_shortfall():
+    """The checkpoint claim is made just before the pods: until the provisioner binds it, the scheduler refuses them
+    for the unbound claim and retries once it is bound. That is no reason to release the gang."""
+    unbound = ("0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. not found. preemption: "
+               "0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+    p = run(SPEC, {"phase": "Pending", "startTime": "2026-12-02T11:59:00Z"},
+            [pod(0), pod(1, "Pending", ready=False, node=None, unschedulable=unbound), _waiting(2)])
+    assert p.delete == [] and not p.status.get("gangRetry") and "PodsReleased" not in [e[1] for e in p.events]
+    assert cond.get(p.status.get("conditions") or [], "Scheduled") is None
